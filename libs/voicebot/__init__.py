@@ -1,0 +1,1 @@
+"""Shared library of the voicebot platform: bus, events, config, observability, audio."""

@@ -1,0 +1,79 @@
+"""What every service process does the same way: settings, logs, traces, bus, probes, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+
+from voicebot import observability
+from voicebot.bus import Bus
+from voicebot.config import Settings, load
+
+log = structlog.get_logger("voicebot.service")
+
+Hook = Callable[[], Awaitable[None]]
+S = TypeVar("S", bound=Settings)
+
+
+class Service:
+    """A named process with a bus; app modules add subscribers and start/stop hooks to it."""
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.bus = Bus(name, settings)
+        self.ready = False
+        self.http_port = 0
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+        self._stopping = asyncio.Event()
+
+    def on_start(self, hook: Hook) -> Hook:
+        """Run before the bus starts consuming (load models, open the database)."""
+        self._on_start.append(hook)
+        return hook
+
+    def on_stop(self, hook: Hook) -> Hook:
+        self._on_stop.append(hook)
+        return hook
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        http_task, self.http_port = await observability.serve_http(
+            self.settings.http_host, self.settings.http_port, lambda: self.ready
+        )
+        try:
+            for hook in self._on_start:
+                await hook()
+            await self.bus.start()
+            self.ready = True
+            log.info("service ready", http_port=self.http_port)
+            await self._stopping.wait()
+        finally:
+            self.ready = False
+            log.info("service stopping")
+            await self.bus.stop()
+            for hook in reversed(self._on_stop):
+                await hook()
+            http_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await http_task
+
+
+def main(name: str, settings_cls: type[S], build: Callable[[S], Service]) -> None:
+    """Entry point of `python -m services.<name>`: fail fast on bad settings, then run until a signal."""
+    settings = load(settings_cls)
+    observability.configure_logging(name, settings.log_level)
+    observability.configure_tracing(name)
+    asyncio.run(build(settings).run())

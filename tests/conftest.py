@@ -1,0 +1,51 @@
+"""Shared fixtures: a real broker on a free port, the real database, isolated per test run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from voicebot.broker import create_topics, free_port, start_tansu, stop_process
+from voicebot.config import Settings
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """tansu in memory on a free port, topics created; stopped at the end of the session."""
+    port = free_port()
+    proc = start_tansu(port)
+    bootstrap = f"127.0.0.1:{port}"
+    asyncio.run(create_topics(bootstrap))
+    yield bootstrap
+    stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema per run when the local server is up, else a SQLite file."""
+    url = Settings().resolved_database_url()
+    if not url.startswith("postgresql"):
+        path = f"/tmp/voicebot-test-{uuid.uuid4().hex}.db"
+        yield f"sqlite:///{path}"
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    yield f"{url}?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str) -> Settings:
+    return Settings(kafka_bootstrap=kafka_bootstrap, handler_retries=2)
