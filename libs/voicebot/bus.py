@@ -3,14 +3,16 @@
 `Bus.on(topic, Payload)` registers a FastStream subscriber that: decodes the `Envelope` and checks its
 schema, drops a replayed `event_id`, binds call_id/tenant_id to the logs, stamps the turn timeline,
 runs the handler with retries, sends what still fails to `<topic>.dlq` with the error and the original
-bytes, and only then commits the offset (AckPolicy.ACK). `Bus.publish` wraps a payload in an envelope
-derived from the event that caused it, so ids, media_node and the timeline travel along.
+bytes, and only then marks the offset for commit (committed in the background, after the effect).
+`Bus.publish` wraps a payload in an envelope derived from the event that caused it, so ids, media_node
+and the timeline travel along.
 W3C traceparent rides in Kafka headers through FastStream's OpenTelemetry middleware.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -19,6 +21,8 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 import uuid_utils
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -111,6 +115,38 @@ class SeenEvents:
 Handler = Callable[[Event[Any]], Awaitable[None]]
 
 
+class OffsetCommitter:
+    """Commits the offsets of handled messages every few milliseconds in the background.
+
+    A message never waits for the previous one's commit round trip, and only offsets whose effect is done
+    are committed (a partition is handled in order, so its highest handled offset is the commit point).
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._pending: dict[int, tuple[Any, dict[TopicPartition, int]]] = {}
+
+    def handled(self, msg: KafkaMessage) -> None:
+        consumer, record = getattr(msg, "consumer", None), msg.raw_message
+        if consumer is None or not hasattr(record, "offset"):
+            return
+        offsets = self._pending.setdefault(id(consumer), (consumer, {}))[1]
+        offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for consumer, offsets in pending.values():
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:  # partition moved to another member: it re-reads, dedupe covers it
+                log.warning("offset commit failed", error=str(exc))
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.flush()
+
+
 class Bus:
     """A service's connection to Kafka: subscribe with `on`, send with `publish`."""
 
@@ -129,6 +165,8 @@ class Bus:
             logger=None,
         )
         self.seen = SeenEvents(settings.dedupe_window)
+        self.committer = OffsetCommitter(settings.commit_interval_ms / 1000)
+        self._commit_task: asyncio.Task[None] | None = None
         self.dlq_count = 0
 
     def on(
@@ -150,7 +188,7 @@ class Bus:
                 group_id=(group or self.service) if group is not None else None,
                 auto_offset_reset=offset_reset,  # type: ignore[arg-type]
                 fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-                ack_policy=AckPolicy.ACK if group is not None else AckPolicy.ACK_FIRST,
+                ack_policy=AckPolicy.MANUAL if group is not None else AckPolicy.ACK_FIRST,
                 max_partition_fetch_bytes=2 * 1024 * 1024,
             )(consume)
             return handler
@@ -170,11 +208,13 @@ class Bus:
             event = decode(raw, types)
         except BadMessage as exc:
             await self._dead_letter(topic, msg, str(exc), attempts=0)
+            self.committer.handled(msg)
             return
         event.topic = topic
         env = event.envelope
         if dedupe and env.event_id in self.seen:
             DUPLICATES_TOTAL.labels(topic).inc()
+            self.committer.handled(msg)
             return
         event.mark(f"{self.service}.in")
         structlog.contextvars.bind_contextvars(
@@ -196,6 +236,7 @@ class Bus:
                 await self._dead_letter(topic, msg, error, attempts=self.settings.handler_retries)
             if dedupe:
                 self.seen.add(env.event_id)
+            self.committer.handled(msg)
         finally:
             structlog.contextvars.unbind_contextvars("call_id", "tenant_id", "campaign_id", "event_id")
 
@@ -249,6 +290,12 @@ class Bus:
 
     async def start(self) -> None:
         await self.broker.start()
+        self._commit_task = asyncio.create_task(self.committer.run())
 
     async def stop(self) -> None:
+        if self._commit_task is not None:
+            self._commit_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._commit_task
+        await self.committer.flush()
         await self.broker.stop()

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     handler_retries: int = Field(3, ge=1, le=20, description="attempts before a message goes to its DLQ")
     dedupe_window: int = Field(100_000, ge=1000, description="event ids remembered per process")
     fetch_max_wait_ms: int = Field(5, ge=0, le=500, description="consumer fetch wait on the call path")
+    commit_interval_ms: int = Field(
+        100, ge=5, le=10_000, description="how often handled offsets are committed"
+    )
     node_id: str = Field("", description="instance name; empty: hostname")
 
     def resolved_database_url(self) -> str:

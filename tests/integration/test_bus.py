@@ -86,3 +86,28 @@ async def test_malformed_and_failing_messages_go_to_dlq_and_consumer_goes_on(set
     finally:
         await service.stop()
         await watcher.stop()
+
+
+async def test_offsets_are_committed_after_handling_so_a_restart_does_not_replay(settings: Settings) -> None:
+    topic, group = "crm.outcomes", f"g-{uuid.uuid4().hex}"
+    producer = Bus("producer", settings)
+    await producer.start()
+    first = Bus("consumer", settings)
+    got_first = await _collect(first, topic, Transcript, group=group)
+    await first.start()
+    try:
+        call = Envelope(call_id=f"c-{uuid.uuid4().hex}")
+        sent = [await producer.publish(topic, Transcript(text=f"m{i}"), cause=call) for i in range(3)]
+        await asyncio.wait_for(_wait_for(got_first, sent[-1].event_id), 20)
+    finally:
+        await first.stop()
+    second = Bus("consumer", settings)
+    got_second = await _collect(second, topic, Transcript, group=group)
+    await second.start()
+    try:
+        fresh = await producer.publish(topic, Transcript(text="new"), cause=call)
+        event = await asyncio.wait_for(got_second.get(), 20)
+        assert event.envelope.event_id == fresh.event_id, "a handled message was delivered again"
+    finally:
+        await second.stop()
+        await producer.stop()
