@@ -7,6 +7,7 @@ a last processor masks anything that looks like a phone number, so PII cannot le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sys
@@ -19,7 +20,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-PHONE_RE = re.compile(r"\+?\d[\d\- ]{6,}\d")
+# 9 to 15 digits, optionally with single spaces or dashes: phone numbers, not dates, times or counters.
+PHONE_RE = re.compile(r"(?<![\w.:])\+?\d(?:[ -]?\d){8,14}(?![\w.:])")
 
 
 def mask_phone(text: str) -> str:
@@ -99,17 +101,27 @@ def make_http_app(ready: Check) -> Callable[..., Awaitable[None]]:
     return app
 
 
-async def serve_http(host: str, port: int, ready: Check) -> tuple[asyncio.Task[None], int]:
-    """Start the probe/metrics server in this loop; returns the task and the bound port."""
+class HttpServer:
+    """The probe/metrics server running in the service's loop."""
+
+    def __init__(self, server: Any, task: asyncio.Task[None], port: int) -> None:
+        self._server, self._task, self.port = server, task, port
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        await self._task
+
+
+async def serve_http(host: str, port: int, ready: Check) -> HttpServer:
+    """Start /healthz, /readyz and /metrics on host:port (0 = a free port)."""
     import uvicorn
 
     config = uvicorn.Config(make_http_app(ready), host=host, port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the service owns signals
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    return task, bound
+    return HttpServer(server, task, server.servers[0].sockets[0].getsockname()[1])

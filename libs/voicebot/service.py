@@ -50,9 +50,10 @@ class Service:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
-        http_task, self.http_port = await observability.serve_http(
+        http = await observability.serve_http(
             self.settings.http_host, self.settings.http_port, lambda: self.ready
         )
+        self.http_port = http.port
         try:
             for hook in self._on_start:
                 await hook()
@@ -66,9 +67,7 @@ class Service:
             await self.bus.stop()
             for hook in reversed(self._on_stop):
                 await hook()
-            http_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await http_task
+            await http.stop()
 
 
 def main(name: str, settings_cls: type[S], build: Callable[[S], Service]) -> None:

@@ -1,0 +1,4 @@
+from services.llm.app import Settings, build
+from voicebot.service import main
+
+main("llm", Settings, build)
