@@ -128,8 +128,8 @@ class OffsetCommitter:
 
     def handled(self, msg: KafkaMessage) -> None:
         consumer, record = getattr(msg, "consumer", None), msg.raw_message
-        if consumer is None or not hasattr(record, "offset"):
-            return
+        if consumer is None or not hasattr(record, "offset") or not getattr(consumer, "_group_id", None):
+            return  # no consumer group (a worker's inbox): nothing to commit
         offsets = self._pending.setdefault(id(consumer), (consumer, {}))[1]
         offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
 

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 # 9 to 15 digits, optionally with single spaces or dashes: phone numbers, not dates, times or counters.
-PHONE_RE = re.compile(r"(?<![\w.:])\+?\d(?:[ -]?\d){8,14}(?![\w.:])")
+PHONE_RE = re.compile(r"(?<![\w.:-])\+?\d(?:[ -]?\d){8,14}(?![\w.:-])")
 
 
 def mask_phone(text: str) -> str:

@@ -64,10 +64,12 @@ class Service:
         finally:
             self.ready = False
             log.info("service stopping")
-            await self.bus.stop()
-            for hook in reversed(self._on_stop):
-                await hook()
-            await http.stop()
+            try:
+                await self.bus.stop()
+            finally:
+                for hook in reversed(self._on_stop):
+                    await hook()
+                await http.stop()
 
 
 def main(name: str, settings_cls: type[S], build: Callable[[S], Service]) -> None:
