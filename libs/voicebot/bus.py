@@ -176,8 +176,14 @@ class Bus:
         group: str | None = "",
         offset_reset: str = "earliest",
         dedupe: bool = True,
+        realtime: bool = True,
     ) -> Callable[[Handler], Handler]:
-        """Subscribe `handler(event)` to `topic` in the service's consumer group (`group=None`: no group)."""
+        """Subscribe `handler(event)` to `topic` in the service's consumer group (`group=None`: no group).
+
+        `realtime=False` for consumers off the call path (records, scheduling): they poll less often, which
+        leaves the CPU to the call path.
+        """
+        wait_ms = self.settings.fetch_max_wait_ms if realtime else self.settings.background_fetch_max_wait_ms
 
         def register(handler: Handler) -> Handler:
             async def consume(msg: KafkaMessage) -> None:
@@ -187,7 +193,7 @@ class Bus:
                 topic,
                 group_id=(group or self.service) if group is not None else None,
                 auto_offset_reset=offset_reset,  # type: ignore[arg-type]
-                fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+                fetch_max_wait_ms=wait_ms,
                 ack_policy=AckPolicy.MANUAL if group is not None else AckPolicy.ACK_FIRST,
                 max_partition_fetch_bytes=2 * 1024 * 1024,
             )(consume)

@@ -1,0 +1,4 @@
+from services.crm.app import Settings, build
+from voicebot.service import main
+
+main("crm", Settings, build)
