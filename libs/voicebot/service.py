@@ -30,6 +30,7 @@ class Service:
         self.ready = False
         self.http_port = 0
         self._on_start: list[Hook] = []
+        self._on_drain: list[Hook] = []
         self._on_stop: list[Hook] = []
         self._stopping = asyncio.Event()
 
@@ -38,7 +39,14 @@ class Service:
         self._on_start.append(hook)
         return hook
 
+    def on_drain(self, hook: Hook) -> Hook:
+        """Run after the stop signal while the bus still works (finish live work and publish its last
+        events, e.g. hang up calls and report them ENDED); a hook bounds its own duration."""
+        self._on_drain.append(hook)
+        return hook
+
     def on_stop(self, hook: Hook) -> Hook:
+        """Run after the bus has stopped, in reverse order of registration (release resources)."""
         self._on_stop.append(hook)
         return hook
 
@@ -54,10 +62,12 @@ class Service:
             self.settings.http_host, self.settings.http_port, lambda: self.ready
         )
         self.http_port = http.port
+        bus_started = False
         try:
             for hook in self._on_start:
                 await hook()
             await self.bus.start()
+            bus_started = True
             self.ready = True
             log.info("service ready", http_port=self.http_port)
             await self._stopping.wait()
@@ -65,11 +75,20 @@ class Service:
             self.ready = False
             log.info("service stopping")
             try:
+                if bus_started:
+                    await self._drain()
                 await self.bus.stop()
             finally:
                 for hook in reversed(self._on_stop):
                     await hook()
                 await http.stop()
+
+    async def _drain(self) -> None:
+        for hook in self._on_drain:
+            try:
+                await hook()
+            except Exception:  # one failed hook must not keep the others or the bus from stopping
+                log.exception("drain hook failed", hook=getattr(hook, "__qualname__", repr(hook)))
 
 
 def main(name: str, settings_cls: type[S], build: Callable[[S], Service]) -> None:

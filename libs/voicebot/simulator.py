@@ -1,7 +1,8 @@
 """Simulated customers: SIP user agents that answer the bot's calls and speak scripted lines.
 
 `python -m voicebot.simulator --personas demo/personas.yaml --port 5070 --log var/sim.jsonl`
-One pjsua2 process; the dialled number (request URI user) picks the persona. A persona speaks its
+One pjsua2 process; the dialled number (request URI user) picks the persona, and the caller ID (From
+user, masked like any number) is logged with "ringing". A persona speaks its
 next line (espeak-ng) only after the bot has spoken and then been quiet for ~0.8 s, like a person
 waiting for their turn; after its last line it waits for the bot to hang up. Every event is one JSON
 line in the log, which tests and the demo read.
@@ -109,6 +110,7 @@ class Conversation:
     persona: Persona
     phone: str
     seq: int
+    caller: str = ""
     port: sip.FramePort | None = None
     next_line: int = 0
     speaking: bool = False
@@ -130,7 +132,7 @@ class Conversation:
     def start(self) -> None:
         loop = self.sim.loop
         self.call.answer(sip.call_op(180))
-        self.log("ringing")
+        self.log("ringing", from_user=mask_phone(self.caller))
         if self.persona.answer:
             self.timers.append(loop.call_later(self.persona.answer_delay_s, self._answer))
         elif self.persona.answer_delay_s > 0:
@@ -285,7 +287,8 @@ class Simulator:
             self.retired.append(call)
             return
         self._seq += 1
-        talk = Conversation(self, call, persona, phone, self._seq)
+        ci = call.getInfo()
+        talk = Conversation(self, call, persona, phone, self._seq, caller=sip.uri_user(ci.remoteUri))
         call.talk = talk
         self.talks[talk.seq] = talk
         talk.start()

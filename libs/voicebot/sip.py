@@ -228,13 +228,27 @@ async def pump_events(ep: pj.Endpoint, interval_s: float = 0.01) -> None:
         await asyncio.sleep(interval_s)
 
 
-def call_op(code: int = 0, reason: str = "") -> pj.CallOpParam:
+def call_op(code: int = 0, reason: str = "", from_uri: str = "") -> pj.CallOpParam:
+    """`from_uri` replaces the account's id in the From header of a new call (the caller ID shown)."""
     prm = pj.CallOpParam(True)
     if code:
         prm.statusCode = code
     if reason:
         prm.reason = reason
+    if from_uri:
+        prm.txOption.localUri = from_uri
     return prm
+
+
+CALLER_ID_RE = re.compile(r"^\+?[0-9]{3,15}$")
+
+
+def caller_uri(caller_id: str, host: str, port: int) -> str:
+    """The From URI that presents `caller_id` (a campaign's number); "" when it is not a plain number,
+    so nothing but digits ever reaches a SIP header."""
+    if not CALLER_ID_RE.match(caller_id):
+        return ""
+    return f"sip:{caller_id}@{host}:{port}"
 
 
 def request_user(whole_msg: str) -> str:

@@ -35,12 +35,16 @@ class Settings(config.Settings):
     telephony_worker_restart_s: float = Field(
         1.0, ge=0.0, le=60.0, description="wait before restarting a worker"
     )
+    telephony_drain_s: float = Field(
+        5.0, ge=0.5, le=60.0, description="on stop: time for live calls' hangups to be confirmed"
+    )
 
 
 def build(settings: Settings) -> Service:
     svc = Service("telephony", settings)
     pool = WorkerPool(settings, svc.bus)
     svc.on_start(pool.start)
+    svc.on_drain(pool.drain)
     svc.on_stop(pool.stop)
 
     @svc.bus.on(topics.DIAL_COMMANDS, DialCommand)

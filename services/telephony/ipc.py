@@ -3,7 +3,9 @@
 Protobuf messages travel base64-encoded, so both sides use the generated types and nothing is re-modelled.
 supervisor → worker: {"op": "dial", "id", "event"}            (event: encoded envelope with its DialCommand)
 worker → supervisor: {"op": "ready", "media_node", "sip_port", "slots"}
-                     {"op": "accepted" | "rejected", "id", "call_id"?, "error"?}
+                     {"op": "draining"}                       (stopping: send it no more dials)
+                     {"op": "accepted" | "rejected", "id", "call_id"?, "error"?}   (error "busy" or
+                                                              "draining": try again elsewhere)
                      {"op": "call", "call_id", "env", "contact", "attempt", "direction", "answered"}
                      {"op": "ended", "call_id"}
 """

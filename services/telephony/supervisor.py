@@ -1,7 +1,8 @@
 """The media worker processes of a node: spawn, hand out dials by free slot, restart the dead.
 
 A worker that dies takes its calls with it; each is reported ENDED ("media worker died") so no call
-is silently lost, and the worker is started again on the same SIP port.
+is silently lost, and the worker is started again on the same SIP port. On stop the workers hang up
+their calls and report them ENDED ("node shutting down") before the node's bus stops (`drain`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ CALLS_LOST = Counter("voicebot_telephony_calls_lost_total", "calls ended because
 BUSY_SLOTS = Gauge("voicebot_telephony_busy_slots", "calls in progress on this node")
 
 ACCEPT_TIMEOUT_S = 15.0
+EXIT_MARGIN_S = 5.0  # beyond the drain time, for a worker's bus and pjsua to stop
+SHUTDOWN_REASON = "node shutting down"
 
 
 class WorkerGone(RuntimeError):
@@ -70,6 +73,8 @@ class WorkerPool:
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
         self._stopping = False
+        self._drained = False
+        self._waiting: set[asyncio.Task[Any]] = set()  # dial handlers waiting for a free slot
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -77,25 +82,51 @@ class WorkerPool:
         for worker in self.workers:
             self._tasks.append(asyncio.create_task(self._supervise(worker)))
 
+    async def drain(self) -> None:
+        """Stop taking dials, let each worker hang up and report its calls, and wait for it to exit.
+
+        Runs while the node's bus still works: calls a worker could not report are reported here.
+        A dial waiting for a free slot is not taken; its offset stays uncommitted for the next node.
+        """
+        self._stopping = True
+        self._notify()
+        await self._terminate_workers()
+        # each supervising task reports the calls its worker left behind, then returns
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=EXIT_MARGIN_S)
+            for task in late:
+                task.cancel()
+        # dials still waiting for a slot are not taken: cancelling their handlers now (rather than after
+        # the consumer's graceful timeout) leaves their offsets uncommitted for the next node
+        self._drained = True
+        for task in list(self._waiting):
+            task.cancel()
+
     async def stop(self) -> None:
         self._stopping = True
-        for worker in self.workers:
-            if worker.proc and worker.proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.proc.send_signal(signal.SIGTERM)
-        for worker in self.workers:
-            if worker.proc:
-                try:
-                    await asyncio.wait_for(worker.proc.wait(), 8)
-                except TimeoutError:
-                    with contextlib.suppress(ProcessLookupError):
-                        worker.proc.kill()
-                    await worker.proc.wait()
+        await self._terminate_workers()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def _terminate_workers(self) -> None:
+        """SIGTERM (a worker drains its calls), then SIGKILL what still runs after the drain time."""
+        for worker in self.workers:
+            if worker.proc and worker.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.proc.send_signal(signal.SIGTERM)
+        wait_s = self.settings.telephony_drain_s + EXIT_MARGIN_S
+        for worker in self.workers:
+            if worker.proc and worker.proc.returncode is None:
+                try:
+                    await asyncio.wait_for(worker.proc.wait(), wait_s)
+                except TimeoutError:
+                    log.error("media worker did not stop in time; killing it", index=worker.index)
+                    with contextlib.suppress(ProcessLookupError):
+                        worker.proc.kill()
+                    await worker.proc.wait()
 
     def _notify(self) -> None:
         self._changed.set()
@@ -132,6 +163,8 @@ class WorkerPool:
         )
         worker.proc = proc
         log.info("media worker started", index=worker.index, pid=proc.pid)
+        if self._stopping:  # the node began to stop while this worker was being spawned
+            proc.send_signal(signal.SIGTERM)
         assert proc.stdout is not None
         try:
             while raw := await proc.stdout.readline():
@@ -148,14 +181,18 @@ class WorkerPool:
             lost = list(worker.calls.values())
             worker.calls.clear()
             self._notify()
-            if not self._stopping:
+            if self._stopping:
+                log.info("media worker stopped", index=worker.index, code=code, calls_left=len(lost))
+            else:
                 log.error("media worker exited", index=worker.index, code=code, calls_lost=len(lost))
             for call in lost:
                 await self._report_lost(call)
 
     def _on_message(self, worker: Worker, msg: dict[str, Any]) -> None:
         op = msg["op"]
-        if op == "ready":
+        if op == "draining":
+            worker.ready = False
+        elif op == "ready":
             worker.ready = True
             worker.media_node = msg.get("media_node", "")
             log.info(
@@ -190,7 +227,7 @@ class WorkerPool:
             kind=CallLifecycle.ENDED,
             direction=call.direction,  # type: ignore[arg-type]
             contact=call.contact,
-            sip_reason="media worker died",
+            sip_reason=SHUTDOWN_REASON if self._stopping else "media worker died",
             answered=call.answered_at is not None,
             duration_s=(time.monotonic() - call.answered_at) if call.answered_at else 0.0,
             hangup_by="network",
@@ -212,15 +249,29 @@ class WorkerPool:
         ]
         return max(ready, key=self._free, default=None)
 
+    async def _free_worker(self) -> Worker:
+        """The worker with the most free slots, once there is one; while the node stops there is none,
+        and `drain` cancels the waiting handler."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.add(task)
+        try:
+            while True:
+                if self._drained:
+                    raise asyncio.CancelledError
+                changed = self._changed
+                worker = None if self._stopping else self._pick()
+                if worker is not None:
+                    return worker
+                await changed.wait()
+        finally:
+            self._waiting.discard(task)
+
     async def dispatch(self, event: Event[DialCommand]) -> str:
         """Hand the dial to a worker with a free slot, waiting while all are busy; returns the call id."""
         raw = ipc.pack(Envelope.FromString(encode(event.payload, event.envelope)))
         while True:
-            changed = self._changed
-            worker = self._pick()
-            if worker is None:
-                await changed.wait()
-                continue
+            worker = await self._free_worker()
             req = new_id()
             fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             worker.pending[req] = fut
@@ -238,7 +289,7 @@ class WorkerPool:
                 self._notify()
             if reply["op"] == "accepted":
                 return str(reply.get("call_id", ""))
-            if reply.get("error") != "busy":
+            if reply.get("error") not in ("busy", "draining"):
                 log.error("dial refused", error=reply.get("error"))
                 return ""
             await asyncio.sleep(0.05)

@@ -52,6 +52,8 @@ FIRST_AUDIO_DELAY = Histogram(
 
 HANGUP_GRACE_S = 0.3  # let the last frames leave the jitter/RTP path before BYE
 DEFAULT_RING_TIMEOUT_S = 30.0
+RELEASE_AFTER_S = 2.0
+SHUTDOWN_REASON = "node shutting down"
 Kind = CallLifecycle.Kind
 
 
@@ -75,6 +77,7 @@ class CallLeg:
     answered_at: float | None = None
     rang: bool = False
     hangup_by: str = ""
+    end_reason: str = ""  # reported in ENDED instead of the SIP reason (e.g. the node shutting down)
     hangup_after_playback: bool = False
     ended: bool = False
 
@@ -135,7 +138,8 @@ class MediaWorker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.outbox: asyncio.Queue[tuple[str, Message, Envelope]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers: dict[object, asyncio.TimerHandle] = {}
+        self.draining = False
 
     # ---- process ---------------------------------------------------------------------------------
 
@@ -153,6 +157,29 @@ class MediaWorker:
         self._tasks.append(asyncio.create_task(self._announce_ready()))
         log.info("media worker up", media_node=self.media_node, sip_port=self.endpoint.port)
 
+    async def drain(self) -> None:
+        """Hang up every live call and publish its ENDED while the bus still runs: a stop loses no call.
+
+        New dials are refused ("draining", so the supervisor keeps them) and inbound calls get 503.
+        """
+        self.draining = True
+        self._tell("draining")
+        live = [leg for leg in self.legs.values() if not leg.ended]
+        if live:
+            log.info("hanging up live calls before stopping", calls=len(live))
+        for leg in live:
+            leg.end_reason = SHUTDOWN_REASON
+            self.hangup(leg, "bot")
+        deadline = time.monotonic() + self.settings.telephony_drain_s
+        while any(not leg.ended for leg in live) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for leg in live:  # the far end did not confirm in time: report the call ended all the same
+            self._finish(leg, code=0, reason=SHUTDOWN_REASON, hangup_by="bot")
+        try:
+            await asyncio.wait_for(self.outbox.join(), max(deadline - time.monotonic(), 1.0))
+        except TimeoutError:
+            log.error("events left unpublished at stop", events=self.outbox.qsize())
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -165,7 +192,7 @@ class MediaWorker:
     def _forget_all(self) -> None:
         """Drop every pjsua object (the library is destroyed next); calls cut here are reported by the
         supervisor, which sees this worker exit."""
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
         for leg in self.legs.values():
@@ -180,19 +207,24 @@ class MediaWorker:
 
     def _cancel(self, handle: asyncio.TimerHandle) -> None:
         handle.cancel()
-        self._timers.discard(handle)
+        for token in [t for t, h in self._timers.items() if h is handle]:
+            del self._timers[token]
 
     def _later(self, delay_s: float, fn: Any, *args: Any) -> asyncio.TimerHandle:
-        """call_later whose pending handles `stop` can cancel (they hold call objects)."""
+        """call_later whose pending handles `stop` can cancel (they hold call objects).
 
-        def run() -> None:
-            self._timers.discard(handle)
-            fn(*args)
-
+        No reference cycle (a closure over its own handle would make one): what a timer holds is
+        freed when it has run, not by a later garbage collection (see `_release`, why that matters).
+        """
         assert self.loop is not None
-        handle = self.loop.call_later(delay_s, run)
-        self._timers.add(handle)
+        token = object()
+        handle = self.loop.call_later(delay_s, self._fire, token, fn, args)
+        self._timers[token] = handle
         return handle
+
+    def _fire(self, token: object, fn: Any, args: tuple[Any, ...]) -> None:
+        self._timers.pop(token, None)
+        fn(*args)
 
     async def _announce_ready(self) -> None:
         while not self.svc.ready:
@@ -206,8 +238,11 @@ class MediaWorker:
         )
 
     def _tell(self, op: str, **fields: Any) -> None:
-        self.ipc_out.write(ipc.line(op, **fields))
-        self.ipc_out.flush()
+        try:
+            self.ipc_out.write(ipc.line(op, **fields))
+            self.ipc_out.flush()
+        except OSError:  # the supervisor is gone (this worker is stopping): calls still end and report
+            log.debug("supervisor pipe closed", op=op)
 
     async def _read_supervisor(self) -> None:
         """Dial orders on stdin; EOF means the supervisor is gone, so this worker stops too."""
@@ -223,6 +258,9 @@ class MediaWorker:
         self.svc.stop()
 
     def _on_dial_order(self, msg: dict[str, Any]) -> None:
+        if self.draining:
+            self._tell("rejected", id=msg["id"], error="draining")
+            return
         if self.free_slots() <= 0:
             self._tell("rejected", id=msg["id"], error="busy")
             return
@@ -242,6 +280,8 @@ class MediaWorker:
                 await self.svc.bus.publish(topic, payload, cause=cause)
             except Exception as exc:
                 log.error("publish failed", topic=topic, error=str(exc))
+            finally:
+                self.outbox.task_done()
 
     def publish(self, topic: str, payload: Message, cause: Envelope) -> None:
         self.outbox.put_nowait((topic, payload, cause))
@@ -293,11 +333,16 @@ class MediaWorker:
         except KeyError:
             ring_timeout = DEFAULT_RING_TIMEOUT_S
         uri = f"sip:{cmd.contact.phone_e164}@{self.settings.telephony_trunk}"
-        assert self.account is not None and self.loop is not None
+        assert self.account is not None and self.loop is not None and self.endpoint is not None
+        from_uri = ""
+        if cmd.caller_id:  # the campaign's number; without it the account id (bot-w<index>) is sent
+            from_uri = sip.caller_uri(cmd.caller_id, self.settings.telephony_sip_host, self.endpoint.port)
+            if not from_uri:
+                log.warning("caller id is not a phone number; sending the account id")
         call = SipCall(self, self.account)
         call.leg, leg.call = leg, call
         try:
-            call.makeCall(uri, sip.call_op())
+            call.makeCall(uri, sip.call_op(from_uri=from_uri))
         except Exception as exc:
             log.error("dial failed", error=str(exc))
             self._finish(leg, code=0, reason=f"dial failed: {exc}", hangup_by="network")
@@ -316,6 +361,10 @@ class MediaWorker:
     def on_incoming(self, prm: pj.OnIncomingCallParam) -> None:
         assert self.account is not None
         call = SipCall(self, self.account, prm.callId)
+        if self.draining:
+            call.answer(sip.call_op(503, "Service Unavailable"))
+            self._retire(call)
+            return
         if self.free_slots() <= 0:
             call.answer(sip.call_op(486, "Busy Here"))
             self._retire(call)
@@ -396,6 +445,7 @@ class MediaWorker:
         if leg.ended:
             return
         leg.ended = True
+        reason = leg.end_reason or reason
         if leg.ring_timer:
             self._cancel(leg.ring_timer)
         if leg.detector is not None:
@@ -427,12 +477,36 @@ class MediaWorker:
     def _retire(self, *objs: Any) -> None:
         kept = [o for o in objs if o is not None]
         self.retired.extend(kept)
-        self._later(2.0, self._release, kept)
+        self._later(RELEASE_AFTER_S, self._release, kept)
 
     def _release(self, objs: list[Any]) -> None:
+        """Let go of pjsua objects, except a Call whose pjsua id is in use again.
+
+        pjsua2's `~Call` clears the user data of its id and hangs up whatever call is active on it, and
+        pjsua reuses ids (0,1,2,3,0…): freeing an ended call's object while a new call holds the same
+        id cuts that new call (CANCEL/BYE) and steals its callbacks. So an object is kept until its id is
+        free, and is freed right here, by reference count: nothing may hold it in a reference cycle,
+        or the garbage collector frees it later, at any moment.
+        """
+        keep = [o for o in objs if isinstance(o, pj.Call) and self._id_in_use(o)]
+        kept = {id(o) for o in keep}
         for obj in objs:
+            if id(obj) in kept:
+                continue
+            if isinstance(obj, SipCall):
+                obj.leg = None
             with contextlib.suppress(ValueError):
                 self.retired.remove(obj)
+        if keep:
+            self._later(RELEASE_AFTER_S, self._release, keep)
+
+    def _id_in_use(self, call: pj.Call) -> bool:
+        pj_id = call.getId()
+        if pj_id == pj.PJSUA_INVALID_ID:
+            return False
+        if call.isActive():
+            return True
+        return any(leg.call is not None and leg.call.getId() == pj_id for leg in self.legs.values())
 
     def hangup(self, leg: CallLeg, by: str) -> None:
         if leg.ended or leg.call is None:
@@ -527,6 +601,8 @@ class MediaWorker:
                     leg.playing.discard(turn_id)
                     payload = self._playback(leg, Kind.PLAYBACK_FINISHED, turn_id)
                     self.publish(topics.LIFECYCLE, payload, leg.turn_envs.pop(turn_id, event.envelope))
+            if leg.hangup_after_playback:  # the audio the HANGUP waited for will never finish now
+                self._hangup_soon(leg)
         else:
             log.warning("call command not supported by this worker", kind=CallCommand.Kind.Name(cmd.kind))
 
@@ -546,6 +622,7 @@ def build_worker(settings: Settings, index: int, sip_port: int, ipc_out: BinaryI
     svc = Service("telephony", settings)
     worker = MediaWorker(settings, svc, index, sip_port, ipc_out)
     svc.on_start(worker.start)
+    svc.on_drain(worker.drain)
     svc.on_stop(worker.stop)
 
     @svc.bus.on(worker.inbox, TtsAudio, CallCommand, group=None)

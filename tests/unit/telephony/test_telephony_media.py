@@ -38,6 +38,14 @@ def test_sip_uri_parts() -> None:
     assert sip.uri_user("garbage") == ""
 
 
+def test_caller_id_becomes_the_from_uri_and_nothing_else_does() -> None:
+    assert sip.caller_uri("+15550100000", "127.0.0.1", 5080) == "sip:+15550100000@127.0.0.1:5080"
+    for bad in ("", "+1 555", "bot", "+15550100000>\r\nX-Evil: 1", "+1234567890123456"):
+        assert sip.caller_uri(bad, "127.0.0.1", 5080) == ""
+    assert sip.call_op(from_uri="sip:+15550100000@h").txOption.localUri == "sip:+15550100000@h"
+    assert sip.call_op().txOption.isEmpty()
+
+
 def test_model_is_found_without_importing_torch() -> None:
     assert vad.model_path().name == "silero_vad.onnx"
 
