@@ -18,7 +18,7 @@ proto: $(STAMP)
 	$(BIN)/python -m voicebot.protogen
 
 run: $(STAMP)
-	$(BIN)/python -m voicebot.demo
+	$(BIN)/voicebot demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ import pytest
 
 from voicebot.broker import create_topics, free_port, start_tansu, stop_process
 from voicebot.config import Settings
+from voicebot.topics import LOCAL_PARTITIONS, all_topics
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +20,7 @@ def kafka_bootstrap() -> Iterator[str]:
     port = free_port()
     proc = start_tansu(port)
     bootstrap = f"127.0.0.1:{port}"
-    asyncio.run(create_topics(bootstrap))
+    asyncio.run(create_topics(bootstrap, all_topics(LOCAL_PARTITIONS)))
     yield bootstrap
     stop_process(proc)
 

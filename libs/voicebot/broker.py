@@ -18,7 +18,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from voicebot.topics import all_topics
+from voicebot.topics import LOCAL_PARTITIONS, all_topics
 
 
 def tansu_binary() -> Path:
@@ -102,7 +102,7 @@ def run_broker(port: int = 9092) -> None:
     """`voicebot broker`: run tansu in the foreground with every topic created, until Ctrl-C."""
     proc = start_tansu(port)
     try:
-        asyncio.run(create_topics(f"127.0.0.1:{port}"))
+        asyncio.run(create_topics(f"127.0.0.1:{port}", all_topics(LOCAL_PARTITIONS)))
         print(f"broker ready on 127.0.0.1:{port} (tansu, in memory); Ctrl-C stops it", flush=True)
         proc.wait()
     except KeyboardInterrupt:

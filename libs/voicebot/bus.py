@@ -147,6 +147,15 @@ class OffsetCommitter:
             await self.flush()
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a consumed topic's messages go: their payload types and handler."""
+
+    types: tuple[type[Message], ...]
+    handler: Handler
+    dedupe: bool
+
+
 class Bus:
     """A service's connection to Kafka: subscribe with `on`, send with `publish`."""
 
@@ -168,6 +177,8 @@ class Bus:
         self.committer = OffsetCommitter(settings.commit_interval_ms / 1000)
         self._commit_task: asyncio.Task[None] | None = None
         self.dlq_count = 0
+        self._routes: dict[tuple[str | None, str, int], dict[str, Route]] = {}
+        self._started = False
 
     def on(
         self,
@@ -184,22 +195,37 @@ class Bus:
         leaves the CPU to the call path.
         """
         wait_ms = self.settings.fetch_max_wait_ms if realtime else self.settings.background_fetch_max_wait_ms
+        group_id = (group or self.service) if group is not None else None
 
         def register(handler: Handler) -> Handler:
-            async def consume(msg: KafkaMessage) -> None:
-                await self._consume(topic, types, handler, msg, dedupe)
-
-            self.broker.subscriber(
-                topic,
-                group_id=(group or self.service) if group is not None else None,
-                auto_offset_reset=offset_reset,  # type: ignore[arg-type]
-                fetch_max_wait_ms=wait_ms,
-                ack_policy=AckPolicy.MANUAL if group is not None else AckPolicy.ACK_FIRST,
-                max_partition_fetch_bytes=2 * 1024 * 1024,
-            )(consume)
+            if self._started:
+                raise RuntimeError(f"subscribe to {topic} before the bus starts")
+            routes = self._routes.setdefault((group_id, offset_reset, wait_ms), {})
+            if topic in routes:
+                raise ValueError(f"{topic} already has a handler in consumer group {group_id}")
+            routes[topic] = Route(types, handler, dedupe)
             return handler
 
         return register
+
+    def _subscribe(
+        self, group_id: str | None, offset_reset: str, wait_ms: int, routes: dict[str, Route]
+    ) -> None:
+        """One Kafka consumer for all of a group's topics: every idle consumer costs a poll loop."""
+
+        async def consume(msg: KafkaMessage) -> None:
+            topic = msg.raw_message.topic
+            route = routes[topic]
+            await self._consume(topic, route.types, route.handler, msg, route.dedupe)
+
+        self.broker.subscriber(
+            *routes,
+            group_id=group_id,
+            auto_offset_reset=offset_reset,  # type: ignore[arg-type]
+            fetch_max_wait_ms=wait_ms,
+            ack_policy=AckPolicy.MANUAL if group_id is not None else AckPolicy.ACK_FIRST,
+            max_partition_fetch_bytes=2 * 1024 * 1024,
+        )(consume)
 
     async def _consume(
         self,
@@ -295,6 +321,9 @@ class Bus:
         return env
 
     async def start(self) -> None:
+        for (group_id, offset_reset, wait_ms), routes in self._routes.items():
+            self._subscribe(group_id, offset_reset, wait_ms, routes)
+        self._started = True
         await self.broker.start()
         self._commit_task = asyncio.create_task(self.committer.run())
 

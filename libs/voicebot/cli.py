@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -23,6 +24,42 @@ def _topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _campaign(args: argparse.Namespace) -> int:
+    from services.campaign.app import main as campaign_main
+
+    return campaign_main([str(args.contacts), "--campaign", args.campaign, *args.rest])
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from voicebot.simulator import main as simulator_main
+
+    return simulator_main(args.rest) or 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from voicebot.demo import main as demo_main
+
+    return demo_main(args.rest)
+
+
+def _dnc(args: argparse.Namespace) -> int:
+    from voicebot import db
+    from voicebot.config import Settings, load
+
+    db.add_dnc(load(Settings).resolved_database_url(), args.tenant, args.phone, source="cli")
+    print("added to the do-not-call list")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from voicebot import db
+    from voicebot.config import Settings, load
+
+    db.upgrade(load(Settings).resolved_database_url())
+    print("database at the newest revision")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicebot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,6 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="create every topic on VOICEBOT_KAFKA_BOOTSTRAP (idempotent)")
     topics.set_defaults(func=_topics)
+
+    campaign = sub.add_parser("campaign", help="campaigns").add_subparsers(dest="action", required=True)
+    start = campaign.add_parser("start", help="dial a contacts CSV with a campaign script until all are done")
+    start.add_argument("contacts", type=Path)
+    start.add_argument("--campaign", "--script", required=True, help="campaign id (or its YAML file)")
+    start.add_argument("rest", nargs=argparse.REMAINDER)
+    start.set_defaults(func=_campaign)
+
+    simulate = sub.add_parser("simulate", help="simulated customers answering SIP calls (see --help)")
+    simulate.add_argument("rest", nargs=argparse.REMAINDER)
+    simulate.set_defaults(func=_simulate)
+
+    demo = sub.add_parser("demo", help="the whole system with a demo campaign (what `make run` does)")
+    demo.add_argument("rest", nargs=argparse.REMAINDER)
+    demo.set_defaults(func=_demo)
+
+    dnc = sub.add_parser("dnc", help="do-not-call list").add_subparsers(dest="action", required=True)
+    add = dnc.add_parser("add", help="add a number (E.164) to a tenant's do-not-call list")
+    add.add_argument("phone")
+    add.add_argument("--tenant", required=True)
+    add.set_defaults(func=_dnc)
+
+    dbp = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
+    dbp.add_parser("upgrade", help="run the migrations").set_defaults(func=_db_upgrade)
     return parser
 
 

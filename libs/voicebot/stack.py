@@ -18,6 +18,7 @@ from pathlib import Path
 
 from voicebot.broker import create_topics, free_port, start_tansu, stop_process
 from voicebot.config import REPO_ROOT, Settings
+from voicebot.topics import LOCAL_PARTITIONS, all_topics
 
 # Start order: consumers of a topic before its producers, telephony last among services.
 SERVICES = ("crm", "compliance", "llm", "tts", "asr", "dialogue", "telephony")
@@ -74,7 +75,7 @@ class Stack:
         port = free_port()
         self._procs["broker"] = start_tansu(port, log_file=self.log_path("broker"))
         self.bootstrap = f"127.0.0.1:{port}"
-        asyncio.run(create_topics(self.bootstrap))
+        asyncio.run(create_topics(self.bootstrap, all_topics(LOCAL_PARTITIONS)))
         self.sim_port = free_port()
         self.sim_log = self.workdir / "simulator.jsonl"
         self._spawn(

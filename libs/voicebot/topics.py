@@ -15,6 +15,9 @@ TTS_AUDIO = "tts.audio"
 CALL_COMMANDS = "call.commands"
 OUTCOMES = "crm.outcomes"
 
+# Partitions of the local broker (tests, `make run`): one consumer per pool on one machine.
+LOCAL_PARTITIONS = 2
+
 # Pools scale by consumer lag up to one consumer per partition (KEDA's max replicas = partitions).
 PARTITIONS: dict[str, int] = {
     DIAL_REQUESTS: 6,
@@ -37,8 +40,12 @@ def node_inbox(media_node: str) -> str:
     return f"telephony.node.{media_node}"
 
 
-def all_topics() -> dict[str, int]:
-    """Every topic with its partitions, dead-letter topics (one partition) included."""
-    topics = dict(PARTITIONS)
+def all_topics(partitions: int | None = None) -> dict[str, int]:
+    """Every topic with its partitions, dead-letter topics (one partition) included.
+
+    `partitions` overrides the production plan: one machine runs one consumer per pool, and every idle
+    partition costs the local broker work on each poll.
+    """
+    topics = {name: partitions or n for name, n in PARTITIONS.items()}
     topics.update({f"{name}.dlq": 1 for name in PARTITIONS})
     return topics

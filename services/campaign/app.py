@@ -92,14 +92,14 @@ def build(settings: Settings, run: Run) -> Service:
             return ""
         return cid if cid in progress.status else ""
 
-    @svc.bus.on(topics.DECISIONS, ComplianceDecision, group=group)
+    @svc.bus.on(topics.DECISIONS, ComplianceDecision, group=group, realtime=False)
     async def decision(event: Event[ComplianceDecision]) -> None:
         d = event.payload
         cid = ours(event.envelope, d.contact)
         if cid and d.subject == ComplianceDecision.DIAL:
             report(cid, progress.decided(cid, d.allowed))
 
-    @svc.bus.on(topics.LIFECYCLE, CallLifecycle, group=group)
+    @svc.bus.on(topics.LIFECYCLE, CallLifecycle, group=group, realtime=False)
     async def lifecycle(event: Event[CallLifecycle]) -> None:
         change = event.payload
         cid = ours(event.envelope, change.contact)

@@ -145,7 +145,7 @@ def build(settings: Settings) -> Service:
     # Every instance must see every opt-out (each keeps its own set), so each reads the topic in a
     # group of its own, from the earliest offset: nothing is missed while the group joins, and a
     # replayed opt-out that is already known costs a set lookup.
-    @svc.bus.on(topics.OUTCOMES, Outcome, group=f"compliance-dnc-{uuid.uuid4().hex[:12]}")
+    @svc.bus.on(topics.OUTCOMES, Outcome, group=f"compliance-dnc-{uuid.uuid4().hex[:12]}", realtime=False)
     async def opt_out(event: Event[Outcome]) -> None:
         outcome = event.payload
         phone = outcome.contact.phone_e164

@@ -47,23 +47,23 @@ def build(settings: Settings) -> Service:
         await asyncio.to_thread(upgrade, engine[0])
         log.info("database ready", dialect=engine[0].dialect.name)
 
-    @svc.bus.on(topics.LIFECYCLE, CallLifecycle)
+    @svc.bus.on(topics.LIFECYCLE, CallLifecycle, realtime=False)
     async def lifecycle(event: Event[CallLifecycle]) -> None:
         await save(event, store.lifecycle(event.envelope, event.payload))
 
-    @svc.bus.on(topics.TRANSCRIPTS, Transcript)
+    @svc.bus.on(topics.TRANSCRIPTS, Transcript, realtime=False)
     async def transcript(event: Event[Transcript]) -> None:
         await save(event, store.customer_turn(event.envelope, event.payload, text_of(event.payload.text)))
 
-    @svc.bus.on(topics.REPLIES, ApprovedReply)
+    @svc.bus.on(topics.REPLIES, ApprovedReply, realtime=False)
     async def reply(event: Event[ApprovedReply]) -> None:
         await save(event, store.bot_turn(event.envelope, event.payload, text_of(event.payload.text)))
 
-    @svc.bus.on(topics.OUTCOMES, Outcome)
+    @svc.bus.on(topics.OUTCOMES, Outcome, realtime=False)
     async def outcome(event: Event[Outcome]) -> None:
         await save(event, store.outcome(event.envelope, event.payload))
 
-    @svc.bus.on(topics.DECISIONS, ComplianceDecision)
+    @svc.bus.on(topics.DECISIONS, ComplianceDecision, realtime=False)
     async def decision(event: Event[ComplianceDecision]) -> None:
         await save(event, store.decision(event.envelope, event.payload))
 

@@ -161,7 +161,7 @@ def build(settings: Settings) -> Service:
         )
         await act(call, campaign, actions, env)
 
-    @svc.bus.on(topics.REPLIES, ApprovedReply)
+    @svc.bus.on(topics.REPLIES, ApprovedReply, realtime=False)
     async def approved(event: Event[ApprovedReply]) -> None:
         call = calls.get(event.envelope.call_id)
         if call is not None:

@@ -47,7 +47,7 @@ def build(settings: Settings) -> Service:
     svc.on_drain(pool.drain)
     svc.on_stop(pool.stop)
 
-    @svc.bus.on(topics.DIAL_COMMANDS, DialCommand)
+    @svc.bus.on(topics.DIAL_COMMANDS, DialCommand, realtime=False)
     async def dial(event: Event[DialCommand]) -> None:
         """Returns (and the offset is committed) only once a worker has taken the dial: back-pressure."""
         await pool.dispatch(event)
