@@ -31,7 +31,7 @@ from voicebot.timeline import segments, truncate_at_first_audio, voice_to_voice
 PERSONAS = Path(__file__).resolve().parent / "personas.yaml"
 
 
-async def measure(stack: Stack, contacts: Path, campaign: str) -> list[list]:
+async def measure(stack: Stack, contacts: Path, campaign: str, concurrent: int) -> list[list]:
     turns: list[list] = []
     bus = Bus("bench", Settings(kafka_bootstrap=stack.bootstrap))
 
@@ -44,7 +44,9 @@ async def measure(stack: Stack, contacts: Path, campaign: str) -> list[list]:
 
     await bus.start()
     try:
-        result = await asyncio.to_thread(stack.run_campaign, contacts, campaign, 900)
+        result = await asyncio.to_thread(
+            stack.run_campaign, contacts, campaign, 900, "--max-concurrent", str(concurrent)
+        )
         if result.returncode != 0:
             print(result.stdout, result.stderr, file=sys.stderr)
         await asyncio.sleep(2)
@@ -53,7 +55,7 @@ async def measure(stack: Stack, contacts: Path, campaign: str) -> list[list]:
     return turns
 
 
-def report(turns: list[list], wall_s: float) -> str:
+def report(turns: list[list], wall_s: float, concurrent: int) -> str:
     v2v = [voice_to_voice(m) or 0.0 for m in turns]
     by_stage: dict[str, list[float]] = defaultdict(list)
     bus_total: list[float] = []
@@ -69,7 +71,7 @@ def report(turns: list[list], wall_s: float) -> str:
     rows.append(("bus overhead per turn", bus_total))
     return (
         f"turn latency — {machine()}; all services + broker + simulated customers on this machine\n"
-        f"{len(turns)} turns in {wall_s:.0f} s\n\n" + table(rows)
+        f"{len(turns)} turns in {wall_s:.0f} s, {concurrent} call(s) at a time\n\n" + table(rows)
     )
 
 
@@ -77,6 +79,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--personas", type=Path, default=PERSONAS)
     parser.add_argument("--campaign", default="acme-card")
+    parser.add_argument("--concurrent", type=int, default=1, help="calls at once (1: turn latency alone)")
     args = parser.parse_args()
     personas = yaml.safe_load(args.personas.read_text())
     phones = list(personas.get("personas", personas))
@@ -95,9 +98,9 @@ def main() -> int:
         )
         with stack:
             t0 = time.monotonic()
-            turns = asyncio.run(measure(stack, contacts, args.campaign))
+            turns = asyncio.run(measure(stack, contacts, args.campaign, args.concurrent))
             wall = time.monotonic() - t0
-    print(report(turns, wall))
+    print(report(turns, wall, args.concurrent))
     return 0 if len(turns) >= 20 else 1
 
 

@@ -50,6 +50,7 @@ class Stack:
             "VOICEBOT_NODE_ID": "local",
             "VOICEBOT_TELEPHONY_TRUNK": f"127.0.0.1:{self.sim_port}",
             "VOICEBOT_TELEPHONY_SIP_PORT": "0",
+            "VOICEBOT_TELEPHONY_WORKERS": "1",  # 4 calls: enough here, and one poll loop less
             **self.extra_env,
         }
 
@@ -124,11 +125,11 @@ class Stack:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def run_campaign(
-        self, contacts: Path, campaign: str, timeout: float = 600.0
+        self, contacts: Path, campaign: str, timeout: float = 600.0, *args: str
     ) -> subprocess.CompletedProcess[str]:
         """Run the campaign scheduler to completion (it exits when every contact is finished)."""
         return subprocess.run(
-            [sys.executable, "-m", "services.campaign", str(contacts), "--campaign", campaign],
+            [sys.executable, "-m", "services.campaign", str(contacts), "--campaign", campaign, *args],
             cwd=REPO_ROOT,
             env=self.env(),
             capture_output=True,

@@ -170,11 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         "--campaign", required=True, help="campaign id (a YAML file in VOICEBOT_CAMPAIGNS_DIR)"
     )
     parser.add_argument("--tenant", default="", help="tenant id (default: the campaign's tenant)")
+    parser.add_argument("--max-concurrent", type=int, default=0, help="override the campaign's pacing")
     args = parser.parse_args(argv)
     settings = load(Settings)
     observability.configure_logging("campaign", settings.log_level)
     try:
         campaign = CampaignBook(settings.campaigns_dir).get(args.campaign)
+        if args.max_concurrent > 0:
+            campaign.pacing.max_concurrent = args.max_concurrent
         text = args.contacts.read_text(encoding="utf-8")
         tenant = args.tenant or campaign.tenant
         contacts = parse_contacts(text, campaign.default_timezone, tenant)

@@ -12,6 +12,21 @@ DEFAULT_RATE = 16_000
 MAX_PCM_BYTES = 500_000  # with the envelope, a message stays under ~512 KB
 
 
+def first_clause_split(text: str, min_words: int = 3) -> list[str]:
+    """Split a reply's first sentence at its first comma when both sides have `min_words` words.
+
+    Piper synthesizes a whole sentence before it yields audio, so the first audio of a reply waits for
+    the first sentence; a comma is already a pause, so speaking its clauses separately costs no prosody
+    worth hearing and brings the first audio forward by the rest of the sentence.
+    """
+    head, sep, tail = text.partition(", ")
+    if not sep or any(end in head for end in ".?!"):
+        return [text]
+    if len(head.split()) < min_words or len(tail.split()) < min_words:
+        return [text]
+    return [head + ",", tail]
+
+
 def target_rate(requested: int) -> int:
     """The call's media rate; 0 (not told) means the bus default of 16 kHz."""
     return requested if requested > 0 else DEFAULT_RATE

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from services.tts.packets import first_clause_split
 from voicebot.audio import resample_pcm16
 
 
@@ -30,6 +31,7 @@ class PiperSpeaker:
             pass
 
     def stream(self, text: str, rate: int) -> Iterator[bytes]:
-        """16-bit PCM at `rate`, one piece per sentence Piper produces."""
-        for chunk in self.voice.synthesize(text):
-            yield resample_pcm16(chunk.audio_int16_bytes, chunk.sample_rate, rate)
+        """16-bit PCM at `rate`, one piece per sentence Piper produces (the first clause on its own)."""
+        for part in first_clause_split(text):
+            for chunk in self.voice.synthesize(part):
+                yield resample_pcm16(chunk.audio_int16_bytes, chunk.sample_rate, rate)

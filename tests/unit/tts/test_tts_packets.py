@@ -31,3 +31,19 @@ def test_seq_counts_per_turn_across_replies_and_forgets_old_turns() -> None:
     seq.next("t3")  # t2 is the least recently used turn: forgotten
     assert seq.next("t1") == 3
     assert seq.next("t2") == 0
+
+
+def test_first_clause_is_spoken_on_its_own_when_both_sides_are_long() -> None:
+    from services.tts.packets import first_clause_split
+
+    text = "Hello Ada Lovelace, this is Alex, an automated assistant calling on behalf of Acme Bank."
+    assert first_clause_split(text) == [
+        "Hello Ada Lovelace,",
+        "this is Alex, an automated assistant calling on behalf of Acme Bank.",
+    ]
+    assert first_clause_split("Yes, you can add up to four users.") == ["Yes, you can add up to four users."]
+    assert first_clause_split("No comma in this one at all.") == ["No comma in this one at all."]
+    short_tail = "The card has no annual fee, ever."
+    assert first_clause_split(short_tail) == [short_tail]
+    other_sentence = "It is free. Later, we can talk about the interest rate."
+    assert first_clause_split(other_sentence) == [other_sentence]
