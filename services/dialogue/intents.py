@@ -59,6 +59,8 @@ RULES: list[tuple[Intent, re.Pattern[str]]] = [
             r"|nothing else|no more questions|no further questions|have a (?:good|nice|great) (?:day|one)"
             r"|i have to go|i gotta go|got to go|gotta run)\b"
             r"|^(?:no|nope|nah|no no|no questions?|no not really|not really)$"
+            # "no, that is all, thank you" with the middle misheard
+            r"|^(?:no|nope|nah)\b.*\b(?:thank you|thanks)$"
         ),
     ),
     (

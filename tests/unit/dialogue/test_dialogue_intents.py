@@ -61,6 +61,8 @@ CASES: list[tuple[str, Intent]] = [
     ("No thanks, bye.", Intent.GOODBYE),
     ("Nope.", Intent.GOODBYE),
     ("no", Intent.GOODBYE),
+    ("No, not him all. Thank you.", Intent.GOODBYE),
+    ("Nope, thank you.", Intent.GOODBYE),
     ("Goodbye!", Intent.GOODBYE),
     ("that is it thank you bye bye", Intent.GOODBYE),
     ("nothing else thanks", Intent.GOODBYE),
