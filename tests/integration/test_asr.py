@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.asr.app import Settings, build
+from tests.support import running
 from voicebot import topics
 from voicebot.audio import resample_pcm16
 from voicebot.bus import Bus, Event
@@ -29,14 +30,8 @@ pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espea
 async def asr(kafka_bootstrap: str) -> AsyncIterator[Service]:
     """The service in-process, model loaded once for the module."""
     svc = build(Settings(kafka_bootstrap=kafka_bootstrap, handler_retries=2))
-    task = asyncio.create_task(svc.run())
-    async with asyncio.timeout(60):
-        while not svc.ready:
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.05)
-    yield svc
-    svc.stop()
-    await task
+    async with running(svc, 60):
+        yield svc
 
 
 @pytest.fixture(scope="module")

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 
 from services.campaign.app import Run, Settings, build
 from services.campaign.contacts import parse_contacts
 from services.compliance.app import Settings as ComplianceSettings
 from services.compliance.app import build as build_compliance
 from services.crm.queries import add_dnc
+from tests.support import running
 from voicebot import topics
 from voicebot.bus import Bus, Event
 from voicebot.campaigns import CampaignBook
 from voicebot.config import Settings as BaseSettings
 from voicebot.events import CallLifecycle, DialCommand, DialRequest
-from voicebot.service import Service
 
 CONTACTS = """\
 phone,name,timezone,plan
@@ -27,20 +25,6 @@ phone,name,timezone,plan
 +15550104002,Alan,America/Chicago,
 +15550104003,Grace,,silver
 """
-
-
-@contextlib.asynccontextmanager
-async def running(svc: Service) -> AsyncIterator[Service]:
-    task = asyncio.create_task(svc.run())
-    while not svc.ready:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield svc
-    finally:
-        svc.stop()
-        await asyncio.wait_for(task, 30)
 
 
 async def test_campaign_paces_and_finishes(settings: BaseSettings, database_url: str) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from services.compliance.app import Settings, build
 from services.crm.queries import add_dnc, dnc_contains
+from tests.support import running, until
 from voicebot import topics
 from voicebot.bus import Bus, Event
 from voicebot.config import Settings as BaseSettings
@@ -22,31 +20,8 @@ from voicebot.events import (
     DialRequest,
     Outcome,
 )
-from voicebot.service import Service
 
 NOON_NEW_YORK = "2025-01-15T17:00:00Z"  # 12:00 EST, 02:00 in Tokyo
-
-
-@contextlib.asynccontextmanager
-async def running(svc: Service) -> AsyncIterator[Service]:
-    task = asyncio.create_task(svc.run())
-    while not svc.ready:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield svc
-    finally:
-        svc.stop()
-        await asyncio.wait_for(task, 30)
-
-
-async def until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := check()):
-        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.05)
-    return result
 
 
 def watch(bus: Bus, tenant: str, *subs: tuple[str, type]) -> dict[str, list[Event]]:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import sqlalchemy as sa
 from google.protobuf.message import Message
 
 from services.crm import queries
 from services.crm.app import Settings, build
+from tests.support import running, until
 from voicebot import topics
 from voicebot.bus import Bus, SeenEvents, encode
 from voicebot.config import Settings as BaseSettings
@@ -27,29 +25,6 @@ from voicebot.events import (
     Outcome,
     Transcript,
 )
-from voicebot.service import Service
-
-
-@contextlib.asynccontextmanager
-async def running(svc: Service) -> AsyncIterator[Service]:
-    task = asyncio.create_task(svc.run())
-    while not svc.ready:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield svc
-    finally:
-        svc.stop()
-        await asyncio.wait_for(task, 30)
-
-
-async def until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := check()):
-        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.1)
-    return result
 
 
 async def test_call_stored_exactly_once_when_every_event_is_published_twice(

@@ -3,39 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from services.dialogue.app import Settings, build
+from tests.support import running, until
 from voicebot import topics
 from voicebot.bus import Bus, Event
 from voicebot.config import Settings as BaseSettings
 from voicebot.events import BotText, CallLifecycle, Contact, Envelope, LlmRequest, Outcome, Transcript
-from voicebot.service import Service
-
-
-@contextlib.asynccontextmanager
-async def running(svc: Service) -> AsyncIterator[Service]:
-    task = asyncio.create_task(svc.run())
-    while not svc.ready:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield svc
-    finally:
-        svc.stop()
-        await asyncio.wait_for(task, 30)
-
-
-async def until(check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := check()):
-        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.05)
-    return result
 
 
 async def test_greeting_question_and_opt_out(settings: BaseSettings) -> None:

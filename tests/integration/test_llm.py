@@ -13,6 +13,7 @@ from services.llm.app import Settings, build, make_responder
 from services.llm.embedder import SentenceEmbedder
 from services.llm.responders import OpenAICompatibleResponder, Reply, Retriever
 from tests.doubles.openai_protocol_server import OpenAIProtocolServer
+from tests.support import running
 from voicebot import topics
 from voicebot.bus import Bus, Event
 from voicebot.campaigns import Campaign, CampaignBook
@@ -187,14 +188,8 @@ async def test_openai_error_deadline_and_bad_key_fall_back_to_the_no_answer_line
 @pytest.fixture(scope="module")
 async def llm(kafka_bootstrap: str) -> AsyncIterator[Service]:
     svc = build(Settings(kafka_bootstrap=kafka_bootstrap, handler_retries=2))
-    task = asyncio.create_task(svc.run())
-    async with asyncio.timeout(120):
-        while not svc.ready:
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.05)
-    yield svc
-    svc.stop()
-    await task
+    async with running(svc, 120):
+        yield svc
 
 
 @pytest.fixture(scope="module")

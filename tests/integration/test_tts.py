@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.tts.app import Settings, build
+from tests.support import running
 from voicebot import topics
 from voicebot.broker import create_topics
 from voicebot.bus import Bus, Event
@@ -24,14 +25,8 @@ async def tts(kafka_bootstrap: str) -> AsyncIterator[Service]:
     """The service in-process, voice loaded once for the module."""
     await create_topics(kafka_bootstrap, {INBOX: 1})  # a media worker's inbox exists while the worker lives
     svc = build(Settings(kafka_bootstrap=kafka_bootstrap, handler_retries=2))
-    task = asyncio.create_task(svc.run())
-    async with asyncio.timeout(60):
-        while not svc.ready:
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.05)
-    yield svc
-    svc.stop()
-    await task
+    async with running(svc, 60):
+        yield svc
 
 
 @pytest.fixture(scope="module")
