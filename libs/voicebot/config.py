@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     handler_retries: int = Field(3, ge=1, le=20, description="attempts before a message goes to its DLQ")
     dedupe_window: int = Field(100_000, ge=1000, description="event ids remembered per process")
-    fetch_max_wait_ms: int = Field(25, ge=0, le=500, description="consumer fetch wait on the call path")
+    fetch_max_wait_ms: int = Field(10, ge=0, le=500, description="consumer fetch wait on the call path")
     background_fetch_max_wait_ms: int = Field(250, ge=0, le=5000, description="fetch wait off the call path")
     commit_interval_ms: int = Field(
         100, ge=5, le=10_000, description="how often handled offsets are committed"

@@ -60,7 +60,7 @@ class Watcher:
     def __init__(self, bootstrap: str) -> None:
         self.bus = Bus("demo", Settings(kafka_bootstrap=bootstrap))
         self.names: dict[str, str] = {}  # contact_id → first name, learnt from the events
-        self.t0 = time.monotonic()
+        self.t0_us = time.time_ns() // 1000
         self.latency: dict[str, list[float]] = {}
         group = f"demo-{uuid.uuid4().hex[:8]}"
         on = self.bus.on
@@ -72,7 +72,8 @@ class Watcher:
 
     def line(self, env, text: str) -> None:
         who = self.names.get(env.contact_id, env.contact_id[:8])
-        print(f"{time.monotonic() - self.t0:7.2f}s  {who:<8} {text}", flush=True)
+        at = (env.occurred_at_us - self.t0_us) / 1e6  # when it happened: topics arrive in batches
+        print(f"{at:7.2f}s  {who:<9} {text}", flush=True)
 
     async def lifecycle(self, event: Event[CallLifecycle]) -> None:
         p = event.payload
