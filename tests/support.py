@@ -1,4 +1,4 @@
-"""Helpers shared by the integration tests: a service run in-process, a topic collector, a wait."""
+"""Helpers shared by the integration tests: a service run in-process, a tester bus, a wait."""
 
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ async def running(svc: Service, timeout: float = 120) -> AsyncIterator[Service]:
 
 
 @contextlib.asynccontextmanager
-async def collected(bootstrap: str, topic: str, *types: type[Message]) -> AsyncIterator[asyncio.Queue[Event]]:
-    """Every event on `topic` (from the start, in a fresh consumer group) put on a queue."""
+async def listening_bus(bootstrap: str, topic: str, *types: type[Message]) -> AsyncIterator[Bus]:
+    """A bus named "tester" that publishes for the test and puts every event on `topic` on `.received`."""
     bus = Bus("tester", Settings(kafka_bootstrap=bootstrap))
     queue: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -42,9 +42,10 @@ async def collected(bootstrap: str, topic: str, *types: type[Message]) -> AsyncI
     async def _put(event: Event) -> None:
         await queue.put(event)
 
+    bus.received = queue  # type: ignore[attr-defined]
     await bus.start()
     try:
-        yield queue
+        yield bus
     finally:
         await bus.stop()
 

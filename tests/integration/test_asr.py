@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.asr.app import Settings, build
-from tests.support import running
+from tests.support import listening_bus, running
 from voicebot import topics
 from voicebot.audio import resample_pcm16
 from voicebot.bus import Bus, Event
@@ -37,17 +37,8 @@ async def asr(kafka_bootstrap: str) -> AsyncIterator[Service]:
 @pytest.fixture(scope="module")
 async def tester(kafka_bootstrap: str) -> AsyncIterator[Bus]:
     """Plays telephony (publishes utterances) and dialogue (collects transcripts in `tester.received`)."""
-    watcher = Bus("tester", Settings(kafka_bootstrap=kafka_bootstrap))
-    queue: asyncio.Queue[Event[Transcript]] = asyncio.Queue()
-
-    @watcher.on(topics.TRANSCRIPTS, Transcript, group=f"w-{uuid.uuid4().hex}")
-    async def _put(event: Event[Transcript]) -> None:
-        await queue.put(event)
-
-    watcher.received = queue  # type: ignore[attr-defined]
-    await watcher.start()
-    yield watcher
-    await watcher.stop()
+    async with listening_bus(kafka_bootstrap, topics.TRANSCRIPTS, Transcript) as bus:
+        yield bus
 
 
 def _espeak_16k(text: str, tmp: Path) -> bytes:

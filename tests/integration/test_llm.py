@@ -13,7 +13,7 @@ from services.llm.app import Settings, build, make_responder
 from services.llm.embedder import SentenceEmbedder
 from services.llm.responders import OpenAICompatibleResponder, Reply, Retriever
 from tests.doubles.openai_protocol_server import OpenAIProtocolServer
-from tests.support import running
+from tests.support import listening_bus, running
 from voicebot import topics
 from voicebot.bus import Bus, Event
 from voicebot.campaigns import Campaign, CampaignBook
@@ -195,17 +195,8 @@ async def llm(kafka_bootstrap: str) -> AsyncIterator[Service]:
 @pytest.fixture(scope="module")
 async def dialogue(kafka_bootstrap: str) -> AsyncIterator[Bus]:
     """Plays dialogue (publishes requests) and compliance (reads llm.replies into `dialogue.received`)."""
-    bus = Bus("tester", Settings(kafka_bootstrap=kafka_bootstrap))
-    queue: asyncio.Queue[Event[BotText]] = asyncio.Queue()
-
-    @bus.on(topics.LLM_REPLIES, BotText, group=f"w-{uuid.uuid4().hex}")
-    async def _put(event: Event[BotText]) -> None:
-        await queue.put(event)
-
-    bus.received = queue  # type: ignore[attr-defined]
-    await bus.start()
-    yield bus
-    await bus.stop()
+    async with listening_bus(kafka_bootstrap, topics.LLM_REPLIES, BotText) as bus:
+        yield bus
 
 
 async def _reply_of(queue: asyncio.Queue[Event[BotText]], call_id: str) -> list[Event[BotText]]:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.tts.app import Settings, build
-from tests.support import running
+from tests.support import listening_bus, running
 from voicebot import topics
 from voicebot.broker import create_topics
 from voicebot.bus import Bus, Event
@@ -32,17 +32,8 @@ async def tts(kafka_bootstrap: str) -> AsyncIterator[Service]:
 @pytest.fixture(scope="module")
 async def worker(kafka_bootstrap: str) -> AsyncIterator[Bus]:
     """Plays compliance (publishes replies) and the media worker (reads its inbox into `worker.received`)."""
-    bus = Bus("tester", Settings(kafka_bootstrap=kafka_bootstrap))
-    queue: asyncio.Queue[Event[TtsAudio]] = asyncio.Queue()
-
-    @bus.on(INBOX, TtsAudio, group=f"w-{uuid.uuid4().hex}")
-    async def _put(event: Event[TtsAudio]) -> None:
-        await queue.put(event)
-
-    bus.received = queue  # type: ignore[attr-defined]
-    await bus.start()
-    yield bus
-    await bus.stop()
+    async with listening_bus(kafka_bootstrap, INBOX, TtsAudio) as bus:
+        yield bus
 
 
 async def _turn_audio(queue: asyncio.Queue[Event[TtsAudio]], call_id: str) -> list[Event[TtsAudio]]:
