@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
+from collections.abc import Callable
 
 
 def _broker(args: argparse.Namespace) -> int:
@@ -22,24 +22,6 @@ def _topics(args: argparse.Namespace) -> int:
     asyncio.run(create_topics(load(Settings).kafka_bootstrap))
     print("topics created")
     return 0
-
-
-def _campaign(args: argparse.Namespace) -> int:
-    from services.campaign.app import main as campaign_main
-
-    return campaign_main([str(args.contacts), "--campaign", args.campaign, *args.rest])
-
-
-def _simulate(args: argparse.Namespace) -> int:
-    from voicebot.simulator import main as simulator_main
-
-    return simulator_main(args.rest) or 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from voicebot.demo import main as demo_main
-
-    return demo_main(args.rest)
 
 
 def _dnc(args: argparse.Namespace) -> int:
@@ -60,8 +42,45 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _campaign_start(argv: list[str]) -> int:
+    from services.campaign.app import main as campaign_main
+
+    return campaign_main(argv)
+
+
+def _simulate(argv: list[str]) -> int:
+    from voicebot.simulator import main as simulator_main
+
+    return simulator_main(argv) or 0
+
+
+def _demo(argv: list[str]) -> int:
+    from voicebot.demo import main as demo_main
+
+    return demo_main(argv)
+
+
+# Commands with a parser of their own: everything after the command words goes to it (--help too).
+DELEGATED: dict[tuple[str, ...], tuple[Callable[[list[str]], int], str]] = {
+    ("campaign", "start"): (
+        _campaign_start,
+        "dial a contacts CSV with a campaign until every contact is done",
+    ),
+    ("simulate",): (_simulate, "simulated customers answering SIP calls"),
+    ("demo",): (_demo, "the whole system with a demo campaign (what `make run` does)"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voicebot", description=__doc__)
+    epilog = "\n".join(
+        f"  voicebot {' '.join(words)} --help   {text}" for words, (_, text) in DELEGATED.items()
+    )
+    parser = argparse.ArgumentParser(
+        prog="voicebot",
+        description=__doc__,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     broker = sub.add_parser("broker", help="run the local Kafka-protocol broker (tansu, in memory)")
@@ -70,21 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="create every topic on VOICEBOT_KAFKA_BOOTSTRAP (idempotent)")
     topics.set_defaults(func=_topics)
-
-    campaign = sub.add_parser("campaign", help="campaigns").add_subparsers(dest="action", required=True)
-    start = campaign.add_parser("start", help="dial a contacts CSV with a campaign script until all are done")
-    start.add_argument("contacts", type=Path)
-    start.add_argument("--campaign", "--script", required=True, help="campaign id (or its YAML file)")
-    start.add_argument("rest", nargs=argparse.REMAINDER)
-    start.set_defaults(func=_campaign)
-
-    simulate = sub.add_parser("simulate", help="simulated customers answering SIP calls (see --help)")
-    simulate.add_argument("rest", nargs=argparse.REMAINDER)
-    simulate.set_defaults(func=_simulate)
-
-    demo = sub.add_parser("demo", help="the whole system with a demo campaign (what `make run` does)")
-    demo.add_argument("rest", nargs=argparse.REMAINDER)
-    demo.set_defaults(func=_demo)
 
     dnc = sub.add_parser("dnc", help="do-not-call list").add_subparsers(dest="action", required=True)
     add = dnc.add_parser("add", help="add a number (E.164) to a tenant's do-not-call list")
@@ -98,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    for words, (run, _) in DELEGATED.items():
+        if tuple(argv[: len(words)]) == words:
+            return run(argv[len(words) :])
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

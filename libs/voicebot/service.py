@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
+from aiokafka.errors import KafkaConnectionError
 
 from voicebot import observability
 from voicebot.bus import Bus
@@ -66,7 +67,12 @@ class Service:
         try:
             for hook in self._on_start:
                 await hook()
-            await self.bus.start()
+            try:
+                await self.bus.start()
+            except KafkaConnectionError as exc:
+                raise SystemExit(
+                    f"{self.name}: cannot reach Kafka at {self.settings.kafka_bootstrap}: {exc}"
+                ) from None
             bus_started = True
             self.ready = True
             log.info("service ready", http_port=self.http_port)

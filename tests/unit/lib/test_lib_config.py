@@ -22,3 +22,13 @@ def test_good_settings_load() -> None:
     result = _start_with({"VOICEBOT_HTTP_PORT": "8080", "VOICEBOT_LOG_LEVEL": "DEBUG"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "loaded"
+
+
+def test_unreachable_broker_is_a_clear_error_not_a_traceback() -> None:
+    env = {"VOICEBOT_KAFKA_BOOTSTRAP": "127.0.0.1:1", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-m", "services.dialogue"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "dialogue: cannot reach Kafka at 127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr
