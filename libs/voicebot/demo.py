@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import csv
 import os
+import signal
 import statistics
 import sys
 import time
@@ -200,8 +201,14 @@ async def run(contacts: Path, personas: Path, campaign: str, dnc: list[str]) -> 
     now = os.environ.get("VOICEBOT_COMPLIANCE_NOW") or datetime.now(UTC).strftime("%Y-%m-%dT18:00:00+00:00")
     stack = Stack(workdir, personas=personas, database_url=url, extra_env={"VOICEBOT_COMPLIANCE_NOW": now})
     watcher: Watcher | None = None
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C: stop everything, in order, whatever is running
+        loop.add_signal_handler(sig, interrupted.set)
     try:
         await asyncio.to_thread(stack.start)
+        if interrupted.is_set():
+            return 130
         print(f"ready; compliance clock pinned to {now} so the demo runs at any hour\n", flush=True)
         watcher = Watcher(stack.bootstrap)
         await watcher.bus.start()
@@ -217,7 +224,14 @@ async def run(contacts: Path, personas: Path, campaign: str, dnc: list[str]) -> 
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        code = await proc.wait()
+        finished = asyncio.create_task(proc.wait())
+        await asyncio.wait({finished, asyncio.create_task(interrupted.wait())}, return_when="FIRST_COMPLETED")
+        if interrupted.is_set():
+            print("\ninterrupted: stopping everything ...", flush=True)
+            proc.terminate()
+            await finished
+            return 130
+        code = finished.result()
         await wait_for_outcomes(url, since, expected=len(rows) - len(dnc), timeout=20)
         await asyncio.sleep(1)
         print("\n" + summary(url, since, watcher.latency, watcher.names))
@@ -231,6 +245,8 @@ async def run(contacts: Path, personas: Path, campaign: str, dnc: list[str]) -> 
         if watcher is not None:
             await watcher.bus.stop()
         await asyncio.to_thread(stack.stop)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         print("stopped everything")
 
 
@@ -241,11 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--campaign", default="acme-card")
     parser.add_argument("--dnc", nargs="*", default=["+15550100005"], help="numbers seeded on the DNC list")
     args = parser.parse_args(argv)
-    try:
-        return asyncio.run(run(args.contacts, args.personas, args.campaign, args.dnc))
-    except KeyboardInterrupt:
-        print("\ninterrupted; everything stopped")
-        return 130
+    return asyncio.run(run(args.contacts, args.personas, args.campaign, args.dnc))
 
 
 if __name__ == "__main__":
