@@ -50,6 +50,17 @@ async def listening_bus(bootstrap: str, topic: str, *types: type[Message]) -> As
         await bus.stop()
 
 
+async def call_chunks(queue: asyncio.Queue[Event], call_id: str, timeout: float = 30) -> list[Event]:
+    """One call's chunks (replies, audio) from `queue`, up to and including the one marked final."""
+    chunks: list[Event] = []
+    async with asyncio.timeout(timeout):
+        while not chunks or not chunks[-1].payload.final:
+            event = await queue.get()
+            if event.envelope.call_id == call_id:
+                chunks.append(event)
+    return chunks
+
+
 async def until(check: Callable[[], Any], timeout: float = 30) -> Any:
     """Poll `check` until it returns something truthy (and return that), or fail after `timeout`."""
     deadline = asyncio.get_running_loop().time() + timeout

@@ -3,7 +3,6 @@ against a protocol test double of vLLM, and the service answering on the real br
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -13,9 +12,9 @@ from services.llm.app import Settings, build, make_responder
 from services.llm.embedder import SentenceEmbedder
 from services.llm.responders import OpenAICompatibleResponder, Reply, Retriever
 from tests.doubles.openai_protocol_server import OpenAIProtocolServer
-from tests.support import listening_bus, running
+from tests.support import call_chunks, listening_bus, running
 from voicebot import topics
-from voicebot.bus import Bus, Event
+from voicebot.bus import Bus
 from voicebot.campaigns import Campaign, CampaignBook
 from voicebot.config import REPO_ROOT
 from voicebot.events import BotText, ChatTurn, Envelope, LlmRequest
@@ -199,16 +198,6 @@ async def dialogue(kafka_bootstrap: str) -> AsyncIterator[Bus]:
         yield bus
 
 
-async def _reply_of(queue: asyncio.Queue[Event[BotText]], call_id: str) -> list[Event[BotText]]:
-    chunks: list[Event[BotText]] = []
-    async with asyncio.timeout(30):
-        while not chunks or not chunks[-1].payload.final:
-            event = await queue.get()
-            if event.envelope.call_id == call_id:
-                chunks.append(event)
-    return chunks
-
-
 def _call(campaign: Campaign = CAMPAIGN) -> Envelope:
     return Envelope(
         call_id=f"call-{uuid.uuid4().hex}",
@@ -224,7 +213,7 @@ async def test_service_answers_from_the_faq_then_the_follow_up(llm: Service, dia
     await dialogue.publish(
         topics.LLM_REQUESTS, _request("what's the annual fee", follow_up=follow_up), cause=call
     )
-    chunks = await _reply_of(dialogue.received, call.call_id)
+    chunks = await call_chunks(dialogue.received, call.call_id)
     texts = [c.payload.text for c in chunks]
     assert texts == ["The Acme Cash Card has no annual fee, ever.", follow_up]
     assert [c.payload.seq for c in chunks] == [0, 1]
@@ -240,9 +229,9 @@ async def test_service_multi_sentence_answer_and_off_topic(llm: Service, dialogu
     call = _call()
     await dialogue.publish(topics.LLM_REQUESTS, _request("what's the interest rate"), cause=call)
     await dialogue.publish(topics.LLM_REQUESTS, _request("what's the weather like today"), cause=call)
-    answer = [c.payload for c in await _reply_of(dialogue.received, call.call_id)]
+    answer = [c.payload for c in await call_chunks(dialogue.received, call.call_id)]
     assert [a.text for a in answer] == [CAMPAIGN_RATE_ANSWER]
     assert answer[0].final and answer[0].grounded
-    refusal = [c.payload for c in await _reply_of(dialogue.received, call.call_id)]
+    refusal = [c.payload for c in await call_chunks(dialogue.received, call.call_id)]
     assert [r.text for r in refusal] == [CAMPAIGN.say(CAMPAIGN.lines.no_answer_in_kb)]
     assert refusal[0].final and not refusal[0].grounded and list(refusal[0].sources) == []

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from services.tts.app import Settings, build
-from tests.support import listening_bus, running
+from tests.support import call_chunks, listening_bus, running
 from voicebot import topics
 from voicebot.broker import create_topics
-from voicebot.bus import Bus, Event
+from voicebot.bus import Bus
 from voicebot.events import ApprovedReply, Envelope, TtsAudio
 from voicebot.service import Service
 
@@ -36,17 +35,6 @@ async def worker(kafka_bootstrap: str) -> AsyncIterator[Bus]:
         yield bus
 
 
-async def _turn_audio(queue: asyncio.Queue[Event[TtsAudio]], call_id: str) -> list[Event[TtsAudio]]:
-    """Every chunk of one call up to and including the final one."""
-    chunks: list[Event[TtsAudio]] = []
-    async with asyncio.timeout(30):
-        while not chunks or not chunks[-1].payload.final:
-            event = await queue.get()
-            if event.envelope.call_id == call_id:
-                chunks.append(event)
-    return chunks
-
-
 def _call() -> Envelope:
     return Envelope(
         call_id=f"call-{uuid.uuid4().hex}", tenant_id="demo", campaign_id="acme-card", media_node=NODE
@@ -65,7 +53,7 @@ async def test_two_sentence_reply_streams_numbered_audio_to_the_inbox(tts: Servi
         ApprovedReply(turn_id="t1", seq=1, text=last, final=True, end_call=True, sample_rate=8000),
         cause=call,
     )
-    chunks = await _turn_audio(worker.received, call.call_id)
+    chunks = await call_chunks(worker.received, call.call_id)
     audio = [c.payload for c in chunks]
     assert [a.seq for a in audio] == list(range(len(audio)))
     assert len(audio) >= 3  # Piper speaks one chunk per sentence: two for the first reply, one for the last
@@ -86,7 +74,7 @@ async def test_rate_defaults_to_16k_and_empty_final_reply_still_ends_the_turn(
     call = _call()
     await worker.publish(topics.REPLIES, ApprovedReply(turn_id="t2", seq=0, text="Goodbye."), cause=call)
     await worker.publish(topics.REPLIES, ApprovedReply(turn_id="t2", seq=1, text="", final=True), cause=call)
-    audio = [c.payload for c in await _turn_audio(worker.received, call.call_id)]
+    audio = [c.payload for c in await call_chunks(worker.received, call.call_id)]
     assert [a.seq for a in audio] == [0, 1]
     assert audio[0].sample_rate == 16000 and len(audio[0].pcm) > 16000 and not audio[0].final
     assert audio[1].final and audio[1].pcm == b""
