@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from voicebot import db, topics
 from voicebot.bus import Bus, Event
@@ -114,57 +113,40 @@ class Watcher:
         self.line(event.envelope, f"outcome    {event.payload.disposition}")
 
 
-def summary(url: str, since: datetime, latency: dict[str, list[float]], names: dict[str, str]) -> str:
-    """The CRM's view of the run: one row per contact."""
+def summary(
+    url: str,
+    tenant: str,
+    campaign: str,
+    phones: list[str],
+    latency: dict[str, list[float]],
+    names: dict[str, str],
+) -> str:
+    """The CRM's view of the run (its read API): one row per call, then the contacts never dialled."""
+    from services.crm import queries
+
     rows = []
-    with Session(db.connect(url)) as conn:
-        for c in conn.scalars(sa.select(db.Call).where(db.Call.started_at >= since)):
-            outcome = (
-                conn.execute(
-                    sa.select(db.OutcomeRow.disposition).where(db.OutcomeRow.call_id == c.call_id)
-                ).scalar()
-                or "-"
-            )
-            said = (
-                conn.execute(
-                    sa.select(db.Turn.text)
-                    .where(db.Turn.call_id == c.call_id, db.Turn.speaker == "customer", db.Turn.text != "")
-                    .order_by(db.Turn.started_us)
-                )
-                .scalars()
-                .first()
-                or ""
-            )
-            turns = conn.execute(
-                sa.select(sa.func.count()).select_from(db.Turn).where(db.Turn.call_id == c.call_id)
-            ).scalar()
-            lat = latency.get(c.call_id, [])
-            mean = f"{statistics.fmean(lat) * 1000:.0f}" if lat else "-"
-            name = names.get(c.contact_id, c.contact_id[:8])
-            rows.append((name, mask_phone(c.phone), c.state or "-", outcome, str(turns), mean, said[:40]))
-        blocked = (
-            conn.execute(
-                sa.select(db.DecisionRow).where(
-                    db.DecisionRow.at >= since,
-                    db.DecisionRow.subject == "dial",
-                    db.DecisionRow.allowed.is_(False),
-                )
-            )
-            .scalars()
-            .all()
+    called = set()
+    for c in queries.campaign_report(url, tenant, campaign):
+        called.add(c.phone)
+        said = next(
+            (
+                t.text
+                for t in queries.transcript(url, tenant, c.call_id)
+                if t.speaker == "customer" and t.text
+            ),
+            "",
         )
-        for d in blocked:
-            rows.append(
-                (
-                    names.get(d.contact_id, d.contact_id[:8]),
-                    mask_phone(d.phone),
-                    "not dialled",
-                    f"blocked: {d.rule}",
-                    "0",
-                    "-",
-                    "",
-                )
-            )
+        lat = latency.get(c.call_id, [])
+        mean = f"{statistics.fmean(lat) * 1000:.0f}" if lat else "-"
+        name = names.get(c.contact_id, c.contact_id[:8])
+        turns = str(c.customer_turns + c.bot_turns)
+        rows.append((name, mask_phone(c.phone), c.state or "-", c.disposition or "-", turns, mean, said[:40]))
+    for phone in phones:
+        blocked = [d for d in queries.decisions_for_phone(url, tenant, phone, "dial") if not d.allowed]
+        if phone not in called and blocked:
+            d = blocked[-1]
+            name = names.get(d.contact_id, d.contact_id[:8])
+            rows.append((name, mask_phone(phone), "not dialled", f"blocked: {d.rule}", "0", "-", ""))
     header = ("contact", "phone", "call", "outcome", "turns", "v2v ms", "customer said (as heard)")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
@@ -234,7 +216,8 @@ async def run(contacts: Path, personas: Path, campaign: str, dnc: list[str]) -> 
         code = finished.result()
         await wait_for_outcomes(url, since, expected=len(rows) - len(dnc), timeout=20)
         await asyncio.sleep(1)
-        print("\n" + summary(url, since, watcher.latency, watcher.names))
+        phones = [r["phone"] for r in rows]
+        print("\n" + summary(url, tenant, campaign, phones, watcher.latency, watcher.names))
         all_lat = [v for values in watcher.latency.values() for v in values]
         if all_lat:
             print(
