@@ -10,6 +10,7 @@ import re
 from datetime import time
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -42,6 +43,11 @@ class Lines(BaseModel):
     no_answer_in_kb: str = (
         "I'm sorry, I don't have that information. I can have a colleague call you back about it."
     )
+    handoff_callback: str = "Of course. I will ask one of my colleagues to call you back."
+    transfer: str = "Of course. I am connecting you with a colleague now, please hold."
+    transfer_failed: str = (
+        "I'm sorry, no one is available right now. A colleague will call you back as soon as possible."
+    )
 
 
 class Limits(BaseModel):
@@ -55,6 +61,45 @@ class Pacing(BaseModel):
     model_config = ConfigDict(extra="forbid")
     calls_per_second: float = Field(1.0, gt=0)
     max_concurrent: int = Field(4, ge=1)
+
+
+class BargeIn(BaseModel):
+    """The customer talking over the bot: playback pauses at speech onset; speech that lasts
+    `min_speech_ms` cuts the reply, shorter sounds (a backchannel such as "uh-huh", a cough) resume it."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    min_speech_ms: int = Field(700, ge=0, le=5000)
+    resume_after_ms: int = Field(250, ge=60, le=3000)  # silence after a short sound that resumes playback
+
+
+class Voicemail(BaseModel):
+    """Answering-machine detection on outbound calls and what to do with a machine."""
+
+    model_config = ConfigDict(extra="forbid")
+    detect: bool = False  # the greeting waits for the verdict (up to ~2 s after answer): opt in per campaign
+    on_machine: Literal["hangup", "leave_message"] = "hangup"
+    message: str = ""  # spoken after the beep when on_machine is leave_message; may use {name} etc.
+    max_wait_for_beep_s: float = Field(20.0, gt=0, le=120)
+
+
+class Recording(BaseModel):
+    """Both legs of every call to a WAV file, announced first when `announce` is set."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    announce: str = ""
+    retention_days: int = Field(90, ge=1, le=3650)
+
+
+class Transfer(BaseModel):
+    """Hand-over to a human: `agent_uri` is a SIP URI, or an extension (a queue or a person) that the
+    telephony node calls through its agent trunk."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent_uri: str = Field("", pattern=r"^(sips?:\S+|[A-Za-z0-9._+-]+)?$")
+    mode: Literal["blind", "warm"] = "warm"
+    ring_timeout_s: int = Field(20, ge=3, le=120)
 
 
 class Campaign(BaseModel):
@@ -74,6 +119,10 @@ class Campaign(BaseModel):
     lines: Lines
     limits: Limits = Limits()
     pacing: Pacing = Pacing()
+    barge_in: BargeIn = BargeIn()
+    voicemail: Voicemail = Voicemail()
+    recording: Recording = Recording()
+    transfer: Transfer = Transfer()
     source: Path = Path()
 
     @field_validator("forbidden_phrases")

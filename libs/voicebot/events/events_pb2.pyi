@@ -83,29 +83,51 @@ class ComplianceDecision(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ..., subject: _Optional[_Union[ComplianceDecision.Subject, str]] = ..., allowed: _Optional[bool] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., ruleset_version: _Optional[str] = ..., contact: _Optional[_Union[Contact, _Mapping]] = ..., attempt: _Optional[int] = ..., retry_at_us: _Optional[int] = ..., turn_id: _Optional[str] = ...) -> None: ...
 
 class CallLifecycle(_message.Message):
-    __slots__ = ("kind", "direction", "contact", "sip_code", "sip_reason", "sample_rate", "turn_id", "answered", "duration_s", "hangup_by", "attempt")
+    __slots__ = ("kind", "direction", "contact", "sip_code", "sip_reason", "sample_rate", "turn_id", "answered", "duration_s", "hangup_by", "attempt", "amd", "amd_reason", "dtmf", "dtmf_method", "played_ms", "interrupted", "transfer_target", "transfer_mode", "recording_uri", "called_number", "speech_start_us")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[CallLifecycle.Kind]
         DIALING: _ClassVar[CallLifecycle.Kind]
         RINGING: _ClassVar[CallLifecycle.Kind]
         ANSWERED: _ClassVar[CallLifecycle.Kind]
-        MACHINE_DETECTED: _ClassVar[CallLifecycle.Kind]
+        AMD_VERDICT: _ClassVar[CallLifecycle.Kind]
         BRIDGED: _ClassVar[CallLifecycle.Kind]
         TRANSFERRED: _ClassVar[CallLifecycle.Kind]
         ENDED: _ClassVar[CallLifecycle.Kind]
         PLAYBACK_STARTED: _ClassVar[CallLifecycle.Kind]
         PLAYBACK_FINISHED: _ClassVar[CallLifecycle.Kind]
+        BARGE_IN: _ClassVar[CallLifecycle.Kind]
+        DTMF: _ClassVar[CallLifecycle.Kind]
+        BEEP: _ClassVar[CallLifecycle.Kind]
+        TRANSFER_FAILED: _ClassVar[CallLifecycle.Kind]
+        RECORDING_READY: _ClassVar[CallLifecycle.Kind]
+        SPEECH_STARTED: _ClassVar[CallLifecycle.Kind]
     KIND_UNSPECIFIED: CallLifecycle.Kind
     DIALING: CallLifecycle.Kind
     RINGING: CallLifecycle.Kind
     ANSWERED: CallLifecycle.Kind
-    MACHINE_DETECTED: CallLifecycle.Kind
+    AMD_VERDICT: CallLifecycle.Kind
     BRIDGED: CallLifecycle.Kind
     TRANSFERRED: CallLifecycle.Kind
     ENDED: CallLifecycle.Kind
     PLAYBACK_STARTED: CallLifecycle.Kind
     PLAYBACK_FINISHED: CallLifecycle.Kind
+    BARGE_IN: CallLifecycle.Kind
+    DTMF: CallLifecycle.Kind
+    BEEP: CallLifecycle.Kind
+    TRANSFER_FAILED: CallLifecycle.Kind
+    RECORDING_READY: CallLifecycle.Kind
+    SPEECH_STARTED: CallLifecycle.Kind
+    class Amd(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        AMD_UNSPECIFIED: _ClassVar[CallLifecycle.Amd]
+        HUMAN: _ClassVar[CallLifecycle.Amd]
+        MACHINE: _ClassVar[CallLifecycle.Amd]
+        UNCERTAIN: _ClassVar[CallLifecycle.Amd]
+    AMD_UNSPECIFIED: CallLifecycle.Amd
+    HUMAN: CallLifecycle.Amd
+    MACHINE: CallLifecycle.Amd
+    UNCERTAIN: CallLifecycle.Amd
     class Direction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         DIRECTION_UNSPECIFIED: _ClassVar[CallLifecycle.Direction]
@@ -125,6 +147,17 @@ class CallLifecycle(_message.Message):
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
     HANGUP_BY_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    AMD_FIELD_NUMBER: _ClassVar[int]
+    AMD_REASON_FIELD_NUMBER: _ClassVar[int]
+    DTMF_FIELD_NUMBER: _ClassVar[int]
+    DTMF_METHOD_FIELD_NUMBER: _ClassVar[int]
+    PLAYED_MS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_TARGET_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_MODE_FIELD_NUMBER: _ClassVar[int]
+    RECORDING_URI_FIELD_NUMBER: _ClassVar[int]
+    CALLED_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_START_US_FIELD_NUMBER: _ClassVar[int]
     kind: CallLifecycle.Kind
     direction: CallLifecycle.Direction
     contact: Contact
@@ -136,7 +169,18 @@ class CallLifecycle(_message.Message):
     duration_s: float
     hangup_by: str
     attempt: int
-    def __init__(self, kind: _Optional[_Union[CallLifecycle.Kind, str]] = ..., direction: _Optional[_Union[CallLifecycle.Direction, str]] = ..., contact: _Optional[_Union[Contact, _Mapping]] = ..., sip_code: _Optional[int] = ..., sip_reason: _Optional[str] = ..., sample_rate: _Optional[int] = ..., turn_id: _Optional[str] = ..., answered: _Optional[bool] = ..., duration_s: _Optional[float] = ..., hangup_by: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    amd: CallLifecycle.Amd
+    amd_reason: str
+    dtmf: str
+    dtmf_method: str
+    played_ms: int
+    interrupted: bool
+    transfer_target: str
+    transfer_mode: str
+    recording_uri: str
+    called_number: str
+    speech_start_us: int
+    def __init__(self, kind: _Optional[_Union[CallLifecycle.Kind, str]] = ..., direction: _Optional[_Union[CallLifecycle.Direction, str]] = ..., contact: _Optional[_Union[Contact, _Mapping]] = ..., sip_code: _Optional[int] = ..., sip_reason: _Optional[str] = ..., sample_rate: _Optional[int] = ..., turn_id: _Optional[str] = ..., answered: _Optional[bool] = ..., duration_s: _Optional[float] = ..., hangup_by: _Optional[str] = ..., attempt: _Optional[int] = ..., amd: _Optional[_Union[CallLifecycle.Amd, str]] = ..., amd_reason: _Optional[str] = ..., dtmf: _Optional[str] = ..., dtmf_method: _Optional[str] = ..., played_ms: _Optional[int] = ..., interrupted: _Optional[bool] = ..., transfer_target: _Optional[str] = ..., transfer_mode: _Optional[str] = ..., recording_uri: _Optional[str] = ..., called_number: _Optional[str] = ..., speech_start_us: _Optional[int] = ...) -> None: ...
 
 class AudioUtterance(_message.Message):
     __slots__ = ("utterance_id", "pcm", "sample_rate", "speech_start_us", "speech_end_us", "part", "last_part")
@@ -280,7 +324,7 @@ class TtsAudio(_message.Message):
     def __init__(self, turn_id: _Optional[str] = ..., seq: _Optional[int] = ..., pcm: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., final: _Optional[bool] = ..., end_call: _Optional[bool] = ..., text: _Optional[str] = ...) -> None: ...
 
 class CallCommand(_message.Message):
-    __slots__ = ("kind", "reason", "target", "immediate")
+    __slots__ = ("kind", "reason", "target", "immediate", "mode", "summary", "digits", "method", "max_digits", "timeout_ms", "after_turn_id")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[CallCommand.Kind]
@@ -288,20 +332,38 @@ class CallCommand(_message.Message):
         STOP_PLAYBACK: _ClassVar[CallCommand.Kind]
         TRANSFER: _ClassVar[CallCommand.Kind]
         COLLECT_DTMF: _ClassVar[CallCommand.Kind]
+        SEND_DTMF: _ClassVar[CallCommand.Kind]
+        ROUTE: _ClassVar[CallCommand.Kind]
     KIND_UNSPECIFIED: CallCommand.Kind
     HANGUP: CallCommand.Kind
     STOP_PLAYBACK: CallCommand.Kind
     TRANSFER: CallCommand.Kind
     COLLECT_DTMF: CallCommand.Kind
+    SEND_DTMF: CallCommand.Kind
+    ROUTE: CallCommand.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     IMMEDIATE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    DIGITS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    MAX_DIGITS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_TURN_ID_FIELD_NUMBER: _ClassVar[int]
     kind: CallCommand.Kind
     reason: str
     target: str
     immediate: bool
-    def __init__(self, kind: _Optional[_Union[CallCommand.Kind, str]] = ..., reason: _Optional[str] = ..., target: _Optional[str] = ..., immediate: _Optional[bool] = ...) -> None: ...
+    mode: str
+    summary: str
+    digits: str
+    method: str
+    max_digits: int
+    timeout_ms: int
+    after_turn_id: str
+    def __init__(self, kind: _Optional[_Union[CallCommand.Kind, str]] = ..., reason: _Optional[str] = ..., target: _Optional[str] = ..., immediate: _Optional[bool] = ..., mode: _Optional[str] = ..., summary: _Optional[str] = ..., digits: _Optional[str] = ..., method: _Optional[str] = ..., max_digits: _Optional[int] = ..., timeout_ms: _Optional[int] = ..., after_turn_id: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
     __slots__ = ("disposition", "slots", "opt_out", "callback_at_us", "contact", "turns")
