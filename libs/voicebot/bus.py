@@ -167,6 +167,7 @@ class Bus:
             client_id=f"{service}{client_suffix}",
             linger_ms=0,
             request_timeout_ms=15_000,
+            metadata_max_age_ms=5_000,  # a topic created after a consumer started is seen within seconds
             middlewares=[
                 KafkaTelemetryMiddleware(),
                 KafkaPrometheusMiddleware(registry=REGISTRY, app_name=service),

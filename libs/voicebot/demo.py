@@ -54,6 +54,17 @@ def fresh_database(schema: str) -> str:
     return f"{url}?options=-csearch_path%3D{schema}"
 
 
+CALL_MOMENTS = {  # what happened inside a call, as one demo line
+    KIND.AMD_VERDICT: lambda p: f"answered by {CallLifecycle.Amd.Name(p.amd).lower()} ({p.amd_reason})",
+    KIND.BEEP: lambda p: f"voicemail beep ({p.amd_reason}): leaving the message",
+    KIND.BARGE_IN: lambda p: f"customer talks over the bot after {p.played_ms} ms: reply cut",
+    KIND.DTMF: lambda p: f"keypad     {p.dtmf} ({p.dtmf_method})",
+    KIND.BRIDGED: lambda p: f"bridged to the agent {p.transfer_target} ({p.transfer_mode} transfer)",
+    KIND.TRANSFERRED: lambda p: f"transferred to {p.transfer_target} ({p.transfer_mode})",
+    KIND.TRANSFER_FAILED: lambda p: f"transfer to {p.transfer_target} failed: {p.sip_code} {p.sip_reason}",
+}
+
+
 class Watcher:
     """Prints one line per call event as it happens and keeps per-call latencies for the summary."""
 
@@ -87,7 +98,10 @@ class Watcher:
                     event.envelope, f"bot starts speaking {v2v * 1000:.0f} ms after the customer stopped"
                 )
             return
-        if p.kind == KIND.PLAYBACK_FINISHED:
+        if p.kind in (KIND.PLAYBACK_FINISHED, KIND.SPEECH_STARTED, KIND.RECORDING_READY):
+            return
+        if p.kind in CALL_MOMENTS:
+            self.line(event.envelope, CALL_MOMENTS[p.kind](p))
             return
         detail = f" {p.sip_code} {p.sip_reason}" if p.kind == KIND.ENDED else ""
         phone = mask_phone(p.contact.phone_e164)

@@ -21,30 +21,59 @@ import tempfile
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import pjsua2 as pj
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from voicebot import audio, sip
+from voicebot import audio, corpus, sip
 from voicebot.observability import mask_phone
 
 VOICE_DBFS = -45.0  # received audio louder than this is the bot speaking
+ONSET_LEVEL = 300  # sample amplitude (about -40 dBFS) where a rendered line's speech begins
+
+
+class Line(BaseModel):
+    """One thing the customer does: say words, or press keys (`dtmf`, sent by `method`).
+
+    `over_bot_after_s`: say it while the bot is talking, that long after the bot's audio started
+    (a barge-in, or a backchannel such as "uh-huh"), instead of waiting for the bot to finish.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    say: str = ""
+    dtmf: str = Field("", pattern=r"^[0-9*#A-D]*$")
+    method: Literal["rfc2833", "info"] = "rfc2833"
+    over_bot_after_s: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> Line:
+        if bool(self.say) == bool(self.dtmf):
+            raise ValueError("a line has either `say` or `dtmf`")
+        return self
 
 
 class Persona(BaseModel):
-    """How one simulated customer behaves."""
+    """How one simulated customer behaves; a line given as plain text is `say`."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
     answer: bool = True
     answer_delay_s: float = Field(1.0, ge=0)  # ring time; for answer=false: ring, then 480 (0: ring forever)
-    lines: list[str] = []
+    lines: list[Line] = []
+    greet: str = ""  # said as soon as the call is answered, as people do ("Hello?"), or a recorded greeting
+    greet_beep_hz: float = Field(0.0, ge=0, le=4000)  # an answering machine's record tone after `greet`
     reply_after_silence_s: float = Field(0.8, gt=0)
     speak_first_after_s: float = Field(8.0, gt=0)  # say the first line anyway if the bot stays silent
     hangup_after_s: float = Field(15.0, gt=0)  # after the last line, hang up if the bot has not
     patience_s: float = Field(30.0, gt=0)  # hang up when the line has been dead this long
+
+    @field_validator("lines", mode="before")
+    @classmethod
+    def _texts(cls, lines: list[Any]) -> list[Any]:
+        return [{"say": line} if isinstance(line, str) else line for line in lines or []]
 
 
 def load_personas(path: Path) -> dict[str, Persona]:
@@ -100,6 +129,15 @@ class CustomerCall(pj.Call):
         except Exception as exc:
             print(f"simulator: media state error: {exc!r}", file=sys.stderr)
 
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        if self.talk:
+            self.talk.log("dtmf_received", digit=prm.digit)
+
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:
+        """The bot hands us to an agent (REFER): accept; pjsua calls the agent on our behalf."""
+        if self.talk:
+            self.talk.log("transfer_requested", to_user=sip.uri_user(prm.dstUri))
+
 
 @dataclass
 class Conversation:
@@ -111,6 +149,7 @@ class Conversation:
     phone: str
     seq: int
     caller: str = ""
+    summary: str = ""  # a transferring bot's X-Voicebot-Summary (this persona plays the agent)
     port: sip.FramePort | None = None
     next_line: int = 0
     speaking: bool = False
@@ -132,7 +171,8 @@ class Conversation:
     def start(self) -> None:
         loop = self.sim.loop
         self.call.answer(sip.call_op(180))
-        self.log("ringing", from_user=mask_phone(self.caller))
+        extra = {"summary": self.summary} if self.summary else {}
+        self.log("ringing", from_user=mask_phone(self.caller), **extra)
         if self.persona.answer:
             self.timers.append(loop.call_later(self.persona.answer_delay_s, self._answer))
         elif self.persona.answer_delay_s > 0:
@@ -152,6 +192,8 @@ class Conversation:
             self.answered_us = sip.now_us()
             self.log("answered")
             self.ticker = self.sim.loop.create_task(self._tick())
+            if self.persona.greet:
+                self.timers.append(self.sim.loop.call_later(0.3, self._greet))
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             self.ended = True
             for t in self.timers:
@@ -185,7 +227,26 @@ class Conversation:
             self.bot_talking = True
             self.bot_ever = True
             self.log("bot_audio_started", at_us=at_us - sip.FRAME_MS * 1000)
+            self._plan_over_bot()
         self.last_voice_us = at_us
+
+    def _plan_over_bot(self) -> None:
+        """The next line is meant to be said over the bot: schedule it from the bot's first audio."""
+        if self.speaking or self.next_line >= len(self.persona.lines):
+            return
+        after = self.persona.lines[self.next_line].over_bot_after_s
+        if after is not None:
+            self.timers.append(self.sim.loop.call_later(after, self._say_over, self.next_line))
+
+    def _say_over(self, idx: int) -> None:
+        if not self.ended and self.bot_talking and not self.speaking and self.next_line == idx:
+            self._say_next()
+
+    def _greet(self) -> None:
+        if not self.ended and not self.speaking and self.port is not None:
+            beep_hz = self.persona.greet_beep_hz
+            tail = corpus.silence(300) + corpus.tone(beep_hz, 450) if beep_hz else b""
+            self._queue_speech(self.persona.greet, -1, tail)
 
     async def _tick(self) -> None:
         """Turn-taking: watch for the bot's silence, and the persona's own timeouts."""
@@ -193,7 +254,13 @@ class Conversation:
         while not self.ended:
             await asyncio.sleep(0.05)
             now = sip.now_us()
-            if self.bot_talking and now - self.last_voice_us >= silence_us:
+            # the bot's silence counts from its last sound or the end of my own line, whichever is later:
+            # a bot that paused while I said "uh-huh" has not finished its turn
+            if (
+                self.bot_talking
+                and not self.speaking
+                and now - max(self.last_voice_us, self.last_line_end_us) >= silence_us
+            ):
                 self.bot_talking = False
                 self.log("bot_audio_ended", at_us=self.last_voice_us)
                 if not self.speaking:
@@ -220,12 +287,29 @@ class Conversation:
             return
         idx = self.next_line
         self.next_line += 1
-        text = self.persona.lines[idx]
-        out = [sip.OutFrame(f) for f in audio.frames(self.sim.voice(text), sip.FRAME_BYTES)]
+        line = self.persona.lines[idx]
+        if line.dtmf:
+            self._press(idx, line)
+        else:
+            self._queue_speech(line.say, idx)
+
+    def _queue_speech(self, text: str, idx: int, tail: bytes = b"") -> None:
+        """Line `idx` (-1: the greeting on answer) goes out frame by frame; `_on_sent` logs it."""
+        assert self.port is not None
+        out = [sip.OutFrame(f) for f in audio.frames(self.sim.voice(text) + tail, sip.FRAME_BYTES)]
         out[0].tag = ("line_started", idx, text)
         out[-1].tag = ("line_both" if len(out) == 1 else "line_ended", idx, text)
         self.speaking = True
         self.port.queue.extend(out)
+
+    def _press(self, idx: int, line: Line) -> None:
+        prm = pj.CallSendDtmfParam()
+        prm.digits = line.dtmf
+        prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO if line.method == "info" else pj.PJSUA_DTMF_METHOD_RFC2833
+        self.call.sendDtmf(prm)
+        now = sip.now_us()
+        self.log("dtmf_sent", line=idx, digits=line.dtmf, method=line.method, at_us=now)
+        self._line_done(now)
 
     def _on_sent(self, tag: tuple[str, int, str], at_us: int) -> None:
         kind, idx, text = tag
@@ -233,10 +317,13 @@ class Conversation:
             self.log("line_started", line=idx, text=text, at_us=at_us)
         if kind in ("line_ended", "line_both"):
             self.speaking = False
-            self.last_line_end_us = at_us
             self.log("line_ended", line=idx, text=text, at_us=at_us + sip.FRAME_MS * 1000)
-            if self.next_line >= len(self.persona.lines):
-                self.timers.append(self.sim.loop.call_later(self.persona.hangup_after_s, self.hang_up))
+            self._line_done(at_us)
+
+    def _line_done(self, at_us: int) -> None:
+        self.last_line_end_us = at_us
+        if self.next_line >= len(self.persona.lines):
+            self.timers.append(self.sim.loop.call_later(self.persona.hangup_after_s, self.hang_up))
 
     def hang_up(self) -> None:
         if self.ended:
@@ -273,8 +360,11 @@ class Simulator:
         self.loop = asyncio.new_event_loop()
 
     def voice(self, text: str) -> bytes:
+        """The line's speech from its first audible sample, so "line_started" is the speech onset."""
         if text not in self._voices:
-            self._voices[text] = speak(text)
+            pcm = speak(text)
+            loud = np.flatnonzero(np.abs(np.frombuffer(pcm, dtype="<i2")) > ONSET_LEVEL)
+            self._voices[text] = pcm[int(loud[0]) * 2 :] if loud.size else pcm
         return self._voices[text]
 
     def on_incoming(self, prm: pj.OnIncomingCallParam) -> None:
@@ -288,7 +378,9 @@ class Simulator:
             return
         self._seq += 1
         ci = call.getInfo()
-        talk = Conversation(self, call, persona, phone, self._seq, caller=sip.uri_user(ci.remoteUri))
+        summary = sip.header(prm.rdata.wholeMsg, "X-Voicebot-Summary")
+        caller = sip.uri_user(ci.remoteUri)
+        talk = Conversation(self, call, persona, phone, self._seq, caller=caller, summary=summary)
         call.talk = talk
         self.talks[talk.seq] = talk
         talk.start()
@@ -299,8 +391,9 @@ class Simulator:
 
     async def run(self, stop: asyncio.Event) -> None:
         for persona in self.personas.values():  # render once, before the first call rings
-            for line in persona.lines:
-                self.voice(line)
+            for text in [persona.greet, *(line.say for line in persona.lines)]:
+                if text:
+                    self.voice(text)
         endpoint = sip.create_endpoint(self.port, host=self.host, max_calls=4)
         self.account = CustomerAccount(self)
         self.account.create(sip.account_config(self.host, endpoint.port, user="customer"))

@@ -23,7 +23,7 @@ from voicebot.config import REPO_ROOT, Settings
 from voicebot.topics import LOCAL_PARTITIONS, all_topics
 
 # Start order: consumers of a topic before its producers, telephony last among services.
-SERVICES = ("crm", "compliance", "llm", "tts", "asr", "dialogue", "telephony")
+SERVICES = ("crm", "compliance", "ivr", "llm", "tts", "asr", "dialogue", "telephony")
 
 # CPU priority on a shared machine (what CPU requests do in k8s): the compute-bound stages of a turn
 # first, bookkeeping last, so the broker's and the consumers' polling never delay a transcription.
@@ -44,12 +44,14 @@ class Stack:
 
     workdir: Path
     personas: Path = REPO_ROOT / "demo" / "personas.yaml"
+    agents: Path = REPO_ROOT / "demo" / "agents.yaml"  # the contact centre calls are transferred to
     database_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
     services: tuple[str, ...] = SERVICES
     bootstrap: str = ""
     sim_port: int = 0
     sim_log: Path = Path()
+    agents_port: int = 0
     ports: dict[str, int] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -63,8 +65,9 @@ class Stack:
             "VOICEBOT_HTTP_PORT": str(http_port),
             "VOICEBOT_NODE_ID": "local",
             "VOICEBOT_TELEPHONY_TRUNK": f"127.0.0.1:{self.sim_port}",
+            "VOICEBOT_TELEPHONY_AGENT_TRUNK": f"127.0.0.1:{self.agents_port}",
             "VOICEBOT_TELEPHONY_SIP_PORT": "0",
-            "VOICEBOT_TELEPHONY_WORKERS": "1",  # 4 calls: enough here, and one poll loop less
+            "VOICEBOT_TELEPHONY_WORKERS": "2",  # the second starts only when the first is nearly full
             **self.extra_env,
         }
 
@@ -92,22 +95,26 @@ class Stack:
         self._procs["broker"] = start_tansu(port, log_file=self.log_path("broker"))
         self.bootstrap = f"127.0.0.1:{port}"
         asyncio.run(create_topics(self.bootstrap, all_topics(LOCAL_PARTITIONS)))
-        self.sim_port = free_port()
+        self.sim_port, self.agents_port = free_port(), free_port()
         self.sim_log = self.workdir / "simulator.jsonl"
-        self._spawn(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "voicebot.simulator",
-                "--personas",
-                str(self.personas),
-                "--port",
-                str(self.sim_port),
-                "--log",
-                str(self.sim_log),
-            ],
-        )
+        for name, personas, sip_port in (
+            ("simulator", self.personas, self.sim_port),
+            ("agents", self.agents, self.agents_port),  # human agents on their own PBX
+        ):
+            self._spawn(
+                name,
+                [
+                    sys.executable,
+                    "-m",
+                    "voicebot.simulator",
+                    "--personas",
+                    str(personas),
+                    "--port",
+                    str(sip_port),
+                    "--log",
+                    str(self.sim_log),
+                ],
+            )
         for name in self.services:
             self.ports[name] = free_port()
             self._spawn(name, [sys.executable, "-m", f"services.{name}"], self.ports[name])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 
 SAMPLE_RATE = 16000
 CHUNK = 512  # samples per Silero decision at 16 kHz (32 ms)
+CHUNK_MS = CHUNK * 1000 / SAMPLE_RATE
 CONTEXT = 64  # samples of the previous chunk Silero expects in front of each chunk
 
 
@@ -111,6 +113,11 @@ class Endpointer:
     @property
     def in_speech(self) -> bool:
         return self._triggered
+
+    @property
+    def speech_start_us(self) -> int:
+        """Start of the utterance in progress (valid while `in_speech`)."""
+        return self._start_us
 
     def _ms(self, pcm: bytes) -> float:
         return len(pcm) / 2 / self.sample_rate * 1000
@@ -209,11 +216,21 @@ class Endpointer:
 
 
 class UtteranceDetector:
-    """VAD + endpointer over a stream of 20 ms frames of one call (run on the event loop; ~130 µs/chunk)."""
+    """VAD + endpointer over a stream of 20 ms frames of one call (run on the event loop; ~130 µs/chunk).
 
-    def __init__(self, endpointer: Endpointer, threshold: float = 0.5) -> None:
+    `on_chunk(pcm, is_speech, end_us)` sees every VAD decision as it is made (barge-in, voicemail
+    detection), after the endpointer took it.
+    """
+
+    def __init__(
+        self,
+        endpointer: Endpointer,
+        threshold: float = 0.5,
+        on_chunk: Callable[[bytes, bool, int], None] | None = None,
+    ) -> None:
         self.endpointer = endpointer
         self.threshold = threshold
+        self.on_chunk = on_chunk
         self.vad = SileroVad()
         self._pending = bytearray()
 
@@ -228,7 +245,10 @@ class UtteranceDetector:
             left_us = len(self._pending) // 2 * 1_000_000 // SAMPLE_RATE
             samples = np.frombuffer(chunk, dtype="<i2").astype(np.float32) / 32768.0
             speech = self.vad.probability(samples) >= self.threshold
-            out.extend(self.endpointer.push(chunk, speech, received_us - left_us))
+            end_us = received_us - left_us
+            out.extend(self.endpointer.push(chunk, speech, end_us))
+            if self.on_chunk is not None:
+                self.on_chunk(chunk, speech, end_us)
         return out
 
     def flush(self) -> list[Utterance]:

@@ -67,6 +67,9 @@ def _call(session: Session, env: Envelope, change: CallLifecycle | None = None) 
         session.add(call)
     if change is not None:
         contact = change.contact
+        # an inbound call is bound to its campaign (and tenant) by the IVR after it was answered
+        call.campaign_id = call.campaign_id or env.campaign_id
+        call.tenant_id = call.tenant_id or env.tenant_id
         call.contact_id = call.contact_id or contact.contact_id
         call.phone = call.phone or contact.phone_e164
         call.media_node = call.media_node or env.media_node
@@ -107,6 +110,19 @@ def _turn(session: Session, env: Envelope, speaker: str, turn_id: str = "", utte
     return turn
 
 
+# The lifecycle kinds that are a call's state (the others are events within a state).
+STATE_KINDS = frozenset(
+    {
+        CallLifecycle.DIALING,
+        CallLifecycle.RINGING,
+        CallLifecycle.ANSWERED,
+        CallLifecycle.BRIDGED,
+        CallLifecycle.TRANSFERRED,
+        CallLifecycle.ENDED,
+    }
+)
+
+
 def lifecycle(env: Envelope, change: CallLifecycle) -> Effect:
     def effect(session: Session) -> None:
         call = _call(session, env, change)
@@ -127,6 +143,25 @@ def lifecycle(env: Envelope, change: CallLifecycle) -> Effect:
         if kind == CallLifecycle.PLAYBACK_FINISHED:
             _turn(session, env, "bot", turn_id=change.turn_id).ended_us = env.occurred_at_us
             return
+        if kind == CallLifecycle.BARGE_IN:
+            turn = _turn(session, env, "bot", turn_id=change.turn_id)
+            turn.latency = {**turn.latency, "barge_in_after_ms": change.played_ms}
+            return
+        if kind == CallLifecycle.DTMF:
+            turn = _turn(session, env, "customer", utterance_id=env.event_id)
+            turn.text = f"[keypad] {change.dtmf}"
+            turn.started_us = turn.ended_us = env.occurred_at_us
+            return
+        if kind == CallLifecycle.RECORDING_READY:
+            call.recording_uri = change.recording_uri
+            return
+        if kind == CallLifecycle.AMD_VERDICT:
+            call.amd = CallLifecycle.Amd.Name(change.amd).lower()
+            return
+        if kind in (CallLifecycle.TRANSFERRED, CallLifecycle.TRANSFER_FAILED, CallLifecycle.BRIDGED):
+            call.transfer_target = change.transfer_target
+        if kind not in STATE_KINDS:
+            return  # speech onsets, beeps, failed transfers: the call's state stays what it was
         if call.state == "ended" and kind != CallLifecycle.ENDED:
             return  # a late event never reopens an ended call
         call.state = CallLifecycle.Kind.Name(kind).lower()

@@ -6,19 +6,22 @@ module only turns its actions into events.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 import structlog
 from pydantic import Field
 
-from services.dialogue import policy
+from services.dialogue import policy, turns
 from voicebot import topics
-from voicebot.bus import Event, new_id
+from voicebot.bus import Event, new_id, now_us
 from voicebot.campaigns import Campaign, CampaignBook
 from voicebot.config import Settings as BaseSettings
 from voicebot.events import (
     ApprovedReply,
     BotText,
+    CallCommand,
     CallLifecycle,
     ChatTurn,
     Contact,
@@ -45,16 +48,63 @@ class Settings(BaseSettings):
     dialogue_sample_rate: int = Field(
         16_000, ge=8000, le=48_000, description="media rate when the call gave none"
     )
+    dialogue_turn_gate: bool = Field(
+        True, description="hold an unfinished phrase for more speech (false: every transcript is a turn)"
+    )
+    dialogue_turn_hold_unsure_ms: int = Field(
+        1200, ge=0, le=10_000, description="silence after a phrase that may be unfinished before answering"
+    )
+    dialogue_turn_hold_incomplete_ms: int = Field(
+        1500, ge=0, le=10_000, description="silence after an unfinished phrase before answering anyway"
+    )
+    dialogue_turn_resume_wait_ms: int = Field(
+        8000, ge=500, le=60_000, description="how long held text waits for the transcript of resumed speech"
+    )
+    dialogue_turn_max_parts: int = Field(
+        4, ge=1, le=20, description="utterances joined into one turn at most"
+    )
+
+    def turn_config(self) -> turns.TurnConfig:
+        return turns.TurnConfig(
+            semantic=self.dialogue_turn_gate,
+            hold_unsure_ms=self.dialogue_turn_hold_unsure_ms,
+            hold_incomplete_ms=self.dialogue_turn_hold_incomplete_ms,
+            resume_wait_ms=self.dialogue_turn_resume_wait_ms,
+            max_parts=self.dialogue_turn_max_parts,
+        )
 
 
 class Call:
     """One live call: the policy state plus what the events need (contact, media rate, campaign)."""
 
-    def __init__(self, call_id: str, contact: Contact, sample_rate: int) -> None:
+    def __init__(
+        self, call_id: str, contact: Contact, sample_rate: int, turn: turns.TurnConfig | None = None
+    ) -> None:
         profile = {"name": contact.name, **dict(contact.profile)}
         self.state = policy.CallState(call_id=call_id, profile=profile)
         self.contact = contact
         self.sample_rate = sample_rate
+        self.gate = turns.TurnGate(turn or turns.TurnConfig())
+        self.cause: Envelope | None = None  # the last transcript's envelope: a held turn answers it
+        self._timer: asyncio.Task[None] | None = None
+
+    def wake_at(self, until_us: int, wake: Callable[[], Awaitable[None]]) -> None:
+        """Run `wake` at wall-clock `until_us`, instead of any earlier wake-up."""
+        self.stop_waiting()
+        self._timer = asyncio.create_task(self._sleep_then(until_us, wake))
+
+    def stop_waiting(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _sleep_then(self, until_us: int, wake: Callable[[], Awaitable[None]]) -> None:
+        await asyncio.sleep(max(0.0, (until_us - now_us()) / 1e6))
+        self._timer = None  # awake: a newer decision no longer cancels what this one does
+        try:
+            await wake()
+        except Exception:  # no bus retry out here: log, the next transcript goes on
+            log.exception("held turn failed")
 
 
 def build(settings: Settings) -> Service:
@@ -62,13 +112,14 @@ def build(settings: Settings) -> Service:
     book = CampaignBook(settings.campaigns_dir)
     calls: dict[str, Call] = {}
     ended: OrderedDict[str, None] = OrderedDict()
+    turn_config = settings.turn_config()
 
     def call_for(env: Envelope, contact: Contact | None = None, sample_rate: int = 0) -> Call | None:
-        if env.call_id in ended or not env.call_id:
-            return None
+        if env.call_id in ended or not env.call_id or not env.campaign_id:
+            return None  # an inbound call not yet routed to a campaign belongs to the IVR
         call = calls.get(env.call_id)
         if call is None:
-            call = calls[env.call_id] = Call(env.call_id, contact or Contact(), sample_rate)
+            call = calls[env.call_id] = Call(env.call_id, contact or Contact(), sample_rate, turn_config)
         if contact is not None and contact.phone_e164 and not call.contact.phone_e164:
             call.contact = contact
             call.state.profile = {"name": contact.name, **dict(contact.profile)}
@@ -77,9 +128,10 @@ def build(settings: Settings) -> Service:
         return call
 
     async def act(call: Call, campaign: Campaign, actions: list[policy.Action], cause: Envelope) -> None:
+        said = ""  # the reply a following command waits for ("connecting you now", then the transfer)
         for action in actions:
             if isinstance(action, policy.Say):
-                turn_id = new_id()
+                turn_id = said = new_id()
                 last = len(action.sentences) - 1
                 for seq, sentence in enumerate(action.sentences):
                     text = BotText(
@@ -112,6 +164,15 @@ def build(settings: Settings) -> Service:
                     profile=call.state.profile,
                 )
                 await svc.bus.publish(topics.LLM_REQUESTS, request, cause=cause)
+            elif isinstance(action, policy.Command):
+                command = CallCommand(
+                    kind=COMMANDS[action.kind],
+                    target=action.target,
+                    mode=action.mode,
+                    summary=action.summary,
+                    after_turn_id=said,
+                )
+                await svc.bus.publish(topics.node_inbox(cause.media_node), command, cause=cause)
             else:
                 outcome = Outcome(
                     disposition=action.disposition,
@@ -128,17 +189,22 @@ def build(settings: Settings) -> Service:
     @svc.bus.on(topics.LIFECYCLE, CallLifecycle)
     async def lifecycle(event: Event[CallLifecycle]) -> None:
         env, change = event.envelope, event.payload
-        if change.kind not in (CallLifecycle.ANSWERED, CallLifecycle.ENDED):
+        if change.kind == CallLifecycle.SPEECH_STARTED:
+            if env.campaign_id and (live := call_for(env)) is not None:
+                await decide(live, live.gate.on_speech_started(change.speech_start_us, now_us()))
             return
+        if change.kind not in CALL_EVENTS or not env.campaign_id:
+            return  # an inbound call not yet routed to a campaign belongs to the IVR
         call = call_for(env, change.contact, change.sample_rate)
         if call is None:
             return
         campaign = book.get(env.campaign_id)
-        if change.kind == CallLifecycle.ANSWERED:
-            await act(call, campaign, policy.on_answered(call.state, campaign), env)
+        if change.kind != CallLifecycle.ENDED:
+            await act(call, campaign, react(call.state, campaign, change), env)
             return
         if change.answered:
             call.state.answered = True
+        call.stop_waiting()  # a phrase held when the customer hung up needs no answer
         await act(call, campaign, policy.on_ended(call.state), env)
         calls.pop(env.call_id, None)
         ended[env.call_id] = None
@@ -151,15 +217,32 @@ def build(settings: Settings) -> Service:
         call = call_for(env)
         if call is None:
             return
-        campaign = book.get(env.campaign_id)
-        actions = policy.on_transcript(
-            call.state,
-            campaign,
-            said.utterance_id or env.event_id,
-            said.text,
-            settings.dialogue_max_reprompts,
-        )
-        await act(call, campaign, actions, env)
+        uid = said.utterance_id or env.event_id
+        decision = call.gate.on_transcript(uid, said.text, said.speech_start_us, said.speech_end_us, now_us())
+        if decision is not None:  # None: a replayed utterance
+            call.cause = env
+        await decide(call, decision)
+
+    async def decide(call: Call, decision: turns.Decision) -> None:
+        """A finished turn goes to the policy; a held phrase waits for its deadline or the next event."""
+        if isinstance(decision, turns.Hold):
+            wait_ms = (decision.until_us - now_us()) // 1000
+            log.info("turn held", reason=decision.reason, wait_ms=wait_ms)
+            call.wake_at(decision.until_us, lambda: decide(call, call.gate.on_timer(now_us())))
+        elif isinstance(decision, turns.Turn) and call.cause is not None:
+            call.stop_waiting()
+            log.info("turn", parts=decision.parts, reason=decision.reason)
+            campaign = book.get(call.cause.campaign_id)
+            actions = policy.on_transcript(
+                call.state, campaign, decision.utterance_id, decision.text, settings.dialogue_max_reprompts
+            )
+            await act(call, campaign, actions, call.cause)
+
+    @svc.on_drain
+    async def answer_held_turns() -> None:
+        """Stopping: a phrase still held is answered now rather than lost with the process."""
+        for call in list(calls.values()):
+            await decide(call, call.gate.flush())
 
     @svc.bus.on(topics.REPLIES, ApprovedReply, realtime=False)
     async def approved(event: Event[ApprovedReply]) -> None:
@@ -168,6 +251,38 @@ def build(settings: Settings) -> Service:
             policy.on_bot_reply(call.state, event.payload.turn_id, event.payload.text)
 
     return svc
+
+
+COMMANDS = {
+    "hangup": CallCommand.HANGUP,
+    "stop": CallCommand.STOP_PLAYBACK,
+    "transfer": CallCommand.TRANSFER,
+}
+CALL_EVENTS = frozenset(
+    {
+        CallLifecycle.ANSWERED,
+        CallLifecycle.ENDED,
+        CallLifecycle.AMD_VERDICT,
+        CallLifecycle.BEEP,
+        CallLifecycle.BARGE_IN,
+        CallLifecycle.TRANSFER_FAILED,
+    }
+)
+
+
+def react(state: policy.CallState, campaign: Campaign, change: CallLifecycle) -> list[policy.Action]:
+    """The policy's answer to what telephony saw on a live call."""
+    kind = change.kind
+    if kind == CallLifecycle.ANSWERED:
+        detect = campaign.voicemail.detect and change.direction == CallLifecycle.OUTBOUND
+        return (policy.on_answered_with_detection if detect else policy.on_answered)(state, campaign)
+    if kind == CallLifecycle.AMD_VERDICT:
+        return policy.on_amd(state, campaign, machine=change.amd == CallLifecycle.MACHINE)
+    if kind == CallLifecycle.BEEP:
+        return policy.on_beep(state, campaign)
+    if kind == CallLifecycle.BARGE_IN:
+        return policy.on_barge_in(state)
+    return policy.on_transfer_failed(state, campaign)
 
 
 def _kb_ref(campaign: Campaign, settings: Settings) -> str:

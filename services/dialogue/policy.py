@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 from services.dialogue.intents import Intent, classify
 from voicebot.campaigns import Campaign
 
-# Not a campaign line yet (Lines has no `handoff`): the bot cannot transfer, so it promises a call back.
-HANDOFF_LINE = "Of course. I will ask one of my colleagues to call you back."
-
 
 @dataclass(frozen=True, slots=True)
 class Say:
@@ -41,7 +38,17 @@ class Finish:
     slots: tuple[tuple[str, str], ...] = ()
 
 
-Action = Say | AskLlm | Finish
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A call-control order for the call's media worker: "hangup", "stop" (playback), or "transfer"."""
+
+    kind: str
+    target: str = ""
+    mode: str = ""
+    summary: str = ""
+
+
+Action = Say | AskLlm | Finish | Command
 
 
 @dataclass(slots=True)
@@ -57,6 +64,10 @@ class CallState:
     reprompts: int = 0
     pitched_again: bool = False
     handoff: bool = False
+    transferring: bool = False  # handed to a human: the bot stays quiet unless the transfer fails
+    awaiting_amd: bool = False  # answered; greeting held until voicemail detection says who answered
+    awaiting_beep: bool = False  # a machine answered: the message is left after its beep
+    interruptions: int = 0  # replies the customer talked over
     history: list[tuple[str, str]] = field(default_factory=list)
     seen_utterances: set[str] = field(default_factory=set)
     llm_turns: set[str] = field(default_factory=set)  # turn ids of answers we asked the LLM for
@@ -80,11 +91,14 @@ def _disposition(state: CallState) -> str:
     return "interested" if state.interested or state.questions else "completed"
 
 
-def _finish(state: CallState, disposition: str, opt_out: bool = False) -> list[Action]:
+def _finish(
+    state: CallState, disposition: str, opt_out: bool = False, slots: tuple[tuple[str, str], ...] = ()
+) -> list[Action]:
     if state.finished:
         return []
     state.finished = True
-    slots = (("handoff", "requested"),) if state.handoff else ()
+    if state.handoff and not slots:
+        slots = (("handoff", "requested"),)
     return [Finish(disposition, opt_out, slots)]
 
 
@@ -100,8 +114,16 @@ def on_answered(state: CallState, campaign: Campaign) -> list[Action]:
     if state.answered or state.ending:
         return []
     state.answered = True
+    return [_opening(state, campaign)]
+
+
+def _opening(state: CallState, campaign: Campaign) -> Say:
+    """Recording notice (when the campaign records and says so), greeting, pitch, invitation."""
     lines = campaign.lines
-    return [_say(state, campaign, lines.greeting, lines.pitch, lines.invite_questions)]
+    notice = (
+        [campaign.recording.announce] if campaign.recording.enabled and campaign.recording.announce else []
+    )
+    return _say(state, campaign, *notice, lines.greeting, lines.pitch, lines.invite_questions)
 
 
 def on_transcript(
@@ -110,6 +132,8 @@ def on_transcript(
     """React to one customer utterance; a replayed utterance_id or speech after goodbye does nothing."""
     if utterance_id in state.seen_utterances or state.ending or state.finished:
         return []
+    if state.awaiting_amd or state.awaiting_beep:
+        return []  # the answering party's greeting, not a turn: the verdict (or the beep) decides
     state.seen_utterances.add(utterance_id)
     state.answered = True
     state.turns += 1
@@ -123,9 +147,17 @@ def on_transcript(
         return _goodbye(state, campaign, lines.goodbye_not_interested, "not_interested")
     if intent is Intent.WANTS_HUMAN:
         state.handoff = True
+        if campaign.transfer.agent_uri and not state.transferring:
+            state.transferring = True
+            state.ending = True
+            transfer = campaign.transfer
+            return [
+                _say(state, campaign, lines.transfer),
+                Command("transfer", transfer.agent_uri, transfer.mode, handoff_summary(state)),
+            ]
         state.ending = True
         return [
-            _say(state, campaign, HANDOFF_LINE, lines.goodbye, end_call=True),
+            _say(state, campaign, lines.handoff_callback, lines.goodbye, end_call=True),
             *_finish(state, "interested" if state.interested or state.questions else "callback"),
         ]
     if intent is Intent.GOODBYE:
@@ -165,4 +197,77 @@ def on_bot_reply(state: CallState, turn_id: str, text: str) -> None:
 def on_ended(state: CallState) -> list[Action]:
     """The final outcome, unless one was published already."""
     state.ending = True
+    if state.transferring:
+        return _finish(state, "transferred")
     return _finish(state, _disposition(state))
+
+
+def handoff_summary(state: CallState, max_chars: int = 300) -> str:
+    """What the agent is told before the bridge: who, and the customer's last words."""
+    said = [text for role, text in state.history if role == "customer"]
+    name = state.profile.get("name", "").strip()
+    head = f"Customer {name}. " if name else "Customer. "
+    tail = " / ".join(said[-3:])
+    return (head + (f"Said: {tail}" if tail else "Asked for a person."))[:max_chars]
+
+
+def on_answered_with_detection(state: CallState, campaign: Campaign) -> list[Action]:
+    """Outbound with voicemail detection: the greeting waits for the verdict (`on_amd`)."""
+    if state.answered or state.ending:
+        return []
+    state.answered = True
+    state.awaiting_amd = True
+    return []
+
+
+def on_amd(state: CallState, campaign: Campaign, machine: bool) -> list[Action]:
+    """A human (or no clear answer) hears the greeting; a machine is hung up on or gets a message.
+
+    A revised verdict (a beep after a short "Leave a message." that sounded like "Hello?") stops the
+    greeting the machine is recording."""
+    if state.ending or state.awaiting_beep:
+        return []
+    if not state.awaiting_amd:
+        return _machine(state, campaign, [Command("stop")]) if machine and state.answered else []
+    state.awaiting_amd = False
+    if not machine:
+        return [_opening(state, campaign)]
+    return _machine(state, campaign, [])
+
+
+def _machine(state: CallState, campaign: Campaign, first: list[Action]) -> list[Action]:
+    if campaign.voicemail.on_machine == "leave_message" and campaign.voicemail.message:
+        state.awaiting_beep = True
+        return first
+    state.ending = True
+    return [Command("hangup"), *_finish(state, "voicemail")]
+
+
+def on_beep(state: CallState, campaign: Campaign) -> list[Action]:
+    """The machine is recording: leave the campaign's message once, then hang up."""
+    if not state.awaiting_beep or state.ending:
+        return []
+    state.awaiting_beep = False
+    state.ending = True
+    message = _say(state, campaign, campaign.voicemail.message, end_call=True)
+    return [message, *_finish(state, "voicemail_left")]
+
+
+def on_barge_in(state: CallState) -> list[Action]:
+    """The customer talked over a reply. A cut goodbye still ends the call (its hang-up was in the audio)."""
+    state.interruptions += 1
+    if state.ending and not state.transferring:
+        return [Command("hangup")]
+    return []
+
+
+def on_transfer_failed(state: CallState, campaign: Campaign) -> list[Action]:
+    """No agent took the call: say so, promise a call back, and end politely."""
+    if not state.transferring:
+        return []
+    state.transferring = False
+    lines = campaign.lines
+    return [
+        _say(state, campaign, lines.transfer_failed, lines.goodbye, end_call=True),
+        *_finish(state, "callback", slots=(("handoff", "no_agent"),)),
+    ]

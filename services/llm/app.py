@@ -15,7 +15,7 @@ from services.llm.responders import (
     Responder,
     Retriever,
 )
-from voicebot import config, topics
+from voicebot import config, interruptions, topics
 from voicebot.bus import Event
 from voicebot.campaigns import CampaignBook
 from voicebot.events import BotText, LlmRequest
@@ -61,6 +61,7 @@ def build(settings: Settings) -> Service:
     svc = Service("llm", settings)
     book = CampaignBook(settings.campaigns_dir)
     state: dict[str, Responder] = {}
+    cut = interruptions.follow(svc)
 
     @svc.on_start
     async def load_model() -> None:
@@ -105,6 +106,9 @@ def build(settings: Settings) -> Service:
         # ready; without one, a sentence waits for the next (or the end) to know whether it is final.
         held: str | None = None
         async for sentence in reply.sentences:
+            if request.turn_id in cut:
+                log.info("reply cut by barge-in; generation stopped", turn_id=request.turn_id)
+                return
             if follow_up:
                 await send(sentence, False)
                 continue

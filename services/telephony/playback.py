@@ -77,6 +77,11 @@ class PlaybackQueue:
             self._finished.add(turn_id)
         return sorted(cut)
 
+    def drop(self, turn_id: str) -> None:
+        """A turn that must never play (a reply overtaken by the customer): its chunks are ignored."""
+        if turn_id not in self._stopped:
+            self._stopped.append(turn_id)
+
     @property
     def idle(self) -> bool:
         """Nothing queued and no turn waiting for more chunks."""

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from services.tts.packets import TurnSequencer, split_pcm, target_rate
 from services.tts.voice import PiperSpeaker
-from voicebot import config, topics
+from voicebot import config, interruptions, topics
 from voicebot.bus import Event
 from voicebot.events import ApprovedReply, TtsAudio
 from voicebot.service import Service
@@ -51,6 +51,7 @@ async def _in_thread(speaker: PiperSpeaker, text: str, rate: int) -> AsyncIterat
 def build(settings: Settings) -> Service:
     svc = Service("tts", settings)
     sequencer = TurnSequencer()
+    cut = interruptions.follow(svc)
     state: dict[str, PiperSpeaker] = {}
 
     @svc.on_start
@@ -66,6 +67,8 @@ def build(settings: Settings) -> Service:
     @svc.bus.on(topics.REPLIES, ApprovedReply)
     async def speak(event: Event[ApprovedReply]) -> None:
         reply, env = event.payload, event.envelope
+        if reply.turn_id in cut:
+            return
         if not env.media_node:
             raise ValueError("reply has no media_node: no worker inbox to deliver audio to")
         inbox, rate = topics.node_inbox(env.media_node), target_rate(reply.sample_rate)
@@ -86,6 +89,9 @@ def build(settings: Settings) -> Service:
         # so only that one carries final=True (a one-sentence reply waits for nothing).
         held: bytes | None = None
         async for sentence in _in_thread(state["speaker"], reply.text, rate):
+            if reply.turn_id in cut:
+                log.info("reply cut by barge-in; synthesis stopped", turn_id=reply.turn_id)
+                return
             for piece in split_pcm(sentence):
                 if held is not None:
                     await send(held, False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 TENANT, CAMPAIGN = "demo", "acme-card"
 ASKS, DECLINES, OPTS_OUT, ON_DNC = "+15550100001", "+15550100002", "+15550100003", "+15550100005"
+WANTS_HUMAN = "+15550100006"
 PERSONAS = REPO_ROOT / "demo" / "personas.yaml"
 GARBAGE = b"\x08\x96\x01not-an-envelope"
 
@@ -52,6 +54,7 @@ def run(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         f"c-declines,{DECLINES},Bob,America/Chicago\n"
         f"c-optout,{OPTS_OUT},Carol,America/Los_Angeles\n"
         f"c-dnc,{ON_DNC},Dave,America/New_York\n"
+        f"c-human,{WANTS_HUMAN},Erin,America/New_York\n"
     )
     db.add_dnc(database_url, TENANT, ON_DNC, source="test seed")
     stack = Stack(
@@ -62,11 +65,19 @@ def run(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with stack:
         asyncio.run(_inject_garbage(stack.bootstrap))
         result = stack.run_campaign(contacts, CAMPAIGN, timeout=400)
-        asyncio.run(_wait_for_outcomes(database_url, 3, timeout=30))
+        asyncio.run(_wait_for_outcomes(database_url, 4, timeout=30))
+        sim_log = [json.loads(line) for line in stack.sim_log.read_text().splitlines() if line.strip()]
         letters = asyncio.run(_read_dlq(stack.bootstrap))
         alive = stack.alive()
         logs = {p.name: p.read_text(errors="replace") for p in workdir.glob("*.log")}
-    yield {"result": result, "letters": letters, "alive": alive, "logs": logs, "url": database_url}
+    yield {
+        "result": result,
+        "letters": letters,
+        "alive": alive,
+        "logs": logs,
+        "url": database_url,
+        "sim": sim_log,
+    }
 
 
 async def _inject_garbage(bootstrap: str) -> None:
@@ -130,7 +141,7 @@ def test_dnc_contact_is_never_dialled_and_the_block_is_recorded(run: dict) -> No
 
 def test_other_calls_connect(run: dict) -> None:
     calls = _calls(run["url"])
-    for phone in (ASKS, DECLINES, OPTS_OUT):
+    for phone in (ASKS, DECLINES, OPTS_OUT, WANTS_HUMAN):
         assert calls[phone].answered, f"{phone} did not connect: {calls[phone].sip_code}"
 
 
@@ -172,6 +183,36 @@ def test_declined_offer_is_not_interested(run: dict) -> None:
     assert outcome == "not_interested"
 
 
+def test_customer_cuts_the_greeting_and_is_handed_to_an_agent(run: dict) -> None:
+    """Barge-in over the greeting, "a real person" -> warm transfer to the agents' PBX with a summary,
+    the agent talks to the customer over the bridge, and the CRM knows where the call went."""
+    call = _calls(run["url"])[WANTS_HUMAN]
+    with Session(db.connect(run["url"])) as session:
+        bot_turns = session.scalars(
+            sa.select(db.Turn).where(db.Turn.call_id == call.call_id, db.Turn.speaker == "bot")
+        ).all()
+        outcome = session.scalars(
+            sa.select(db.OutcomeRow.disposition).where(db.OutcomeRow.call_id == call.call_id)
+        ).one()
+    greeting = next(t for t in bot_turns if "automated assistant" in t.text)
+    assert 1500 <= greeting.latency["barge_in_after_ms"] <= 6000  # cut while it was being said
+    assert any("connecting you with a colleague" in t.text for t in bot_turns)
+    assert call.transfer_target.startswith("sip:sales-queue@") and outcome == "transferred"
+    assert call.hangup_by == "agent"
+    agent = [e for e in run["sim"] if e.get("persona") == "agent-sam"]
+    ringing = next(e for e in agent if e["event"] == "ringing")
+    assert "real person" in ringing["summary"].lower()  # the agent was told why the customer called
+    spoke = next(e for e in agent if e["event"] == "line_started")
+    heard = [
+        e
+        for e in run["sim"]
+        if e.get("persona") == "wants-human"
+        and e["event"] == "bot_audio_started"
+        and e["at_us"] >= spoke["at_us"]
+    ]
+    assert heard and heard[0]["at_us"] - spoke["at_us"] < 1_000_000  # the customer hears the agent
+
+
 def test_malformed_messages_land_in_dlq_and_consumers_go_on(run: dict) -> None:
     bad = [letter for letter in run["letters"] if letter.original == GARBAGE]
     consumers = {(letter.topic, letter.consumer) for letter in bad}
@@ -186,5 +227,5 @@ def test_malformed_messages_land_in_dlq_and_consumers_go_on(run: dict) -> None:
 
 def test_no_phone_number_in_any_log(run: dict) -> None:
     for name, text in run["logs"].items():
-        for phone in (ASKS, DECLINES, OPTS_OUT, ON_DNC):
+        for phone in (ASKS, DECLINES, OPTS_OUT, ON_DNC, WANTS_HUMAN):
             assert phone not in text and phone[1:] not in text, f"{phone} in {name}"

@@ -49,6 +49,9 @@ class Call(Base):
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
     media_node: Mapped[str] = mapped_column(String(120), default="")
     hangup_by: Mapped[str] = mapped_column(String(16), default="")
+    recording_uri: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    amd: Mapped[str] = mapped_column(String(16), default="", server_default="")  # human, machine, uncertain
+    transfer_target: Mapped[str] = mapped_column(String(200), default="", server_default="")
 
     __table_args__ = (Index("ix_calls_tenant_campaign", "tenant_id", "campaign_id"),)
 
@@ -130,3 +133,36 @@ class DncEntry(Base):
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (UniqueConstraint("tenant_id", "phone", name="uq_dnc_tenant_phone"),)
+
+
+class IvrOutboundCall(Base):
+    """An outbound campaign call as the IVR remembers it: a missed one sends the callback to its bot."""
+
+    __tablename__ = "ivr_outbound_calls"
+    call_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ID)
+    campaign_id: Mapped[str] = mapped_column(ID)
+    phone: Mapped[str] = mapped_column(PHONE)
+    dialed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answered: Mapped[bool] = mapped_column(default=False)
+    machine: Mapped[bool] = mapped_column(default=False)  # answering-machine verdict: still a missed call
+
+    __table_args__ = (Index("ix_ivr_outbound_calls_caller", "tenant_id", "phone", "ended_at"),)
+
+
+class IvrRouting(Base):
+    """Where the IVR sent one inbound call and which rule decided (audit; a replay never routes twice)."""
+
+    __tablename__ = "ivr_routings"
+    call_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ID)
+    called_number: Mapped[str] = mapped_column(PHONE, default="")
+    rule: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(16))  # campaign, queue, abandoned
+    target: Mapped[str] = mapped_column(String(200), default="")
+    menu: Mapped[str] = mapped_column(ID, default="")
+    answer: Mapped[str] = mapped_column(String(32), default="")  # digits, speech, no input
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_ivr_routings_tenant_at", "tenant_id", "at"),)

@@ -63,6 +63,45 @@ def test_ended_state_is_final(engine: Engine) -> None:
     assert (call.state, call.sip_code, call.answered) == ("ended", 486, False)
 
 
+def test_events_inside_a_call_are_recorded_without_changing_its_state(engine: Engine) -> None:
+    """Voicemail verdict, recording, keypad, barge-in and transfer land on the call and its turns."""
+    events = [
+        CallLifecycle(kind=CallLifecycle.ANSWERED),
+        CallLifecycle(kind=CallLifecycle.AMD_VERDICT, amd=CallLifecycle.HUMAN, amd_reason="short greeting"),
+        CallLifecycle(kind=CallLifecycle.SPEECH_STARTED, speech_start_us=5),
+        CallLifecycle(kind=CallLifecycle.PLAYBACK_STARTED, turn_id="greeting"),
+        CallLifecycle(kind=CallLifecycle.BARGE_IN, turn_id="greeting", played_ms=1840),
+        CallLifecycle(kind=CallLifecycle.DTMF, dtmf="12", dtmf_method="rfc2833"),
+        CallLifecycle(kind=CallLifecycle.TRANSFER_FAILED, transfer_target="sip:q@pbx", sip_code=480),
+        CallLifecycle(kind=CallLifecycle.RECORDING_READY, recording_uri="file:///r/call-1.wav"),
+    ]
+    for i, change in enumerate(events):
+        e = env(f"e{i}", 1_750_000_000_000_000 + i)
+        store.apply(engine, "call.lifecycle", e, store.lifecycle(e, change))
+    (call,) = queries.calls_for_campaign(engine, "t1", "acme-card")
+    assert call.state == "answered"  # none of those is a call state
+    assert (call.amd, call.recording_uri, call.transfer_target) == (
+        "human",
+        "file:///r/call-1.wav",
+        "sip:q@pbx",
+    )
+    turns = queries.transcript(engine, "t1", "call-1")
+    greeting = next(t for t in turns if t.turn_id == "greeting")
+    assert greeting.latency["barge_in_after_ms"] == 1840
+    assert [t.text for t in turns if t.speaker == "customer"] == ["[keypad] 12"]
+
+
+def test_an_inbound_call_gets_its_campaign_when_the_ivr_routes_it(engine: Engine) -> None:
+    unbound = Envelope(event_id="a1", call_id="in-1", occurred_at_us=1_750_000_000_000_000)
+    bound = Envelope(event_id="a2", tenant_id="t1", campaign_id="acme-card", call_id="in-1", occurred_at_us=1)
+    answered = CallLifecycle(kind=CallLifecycle.ANSWERED, direction=CallLifecycle.INBOUND)
+    store.apply(engine, "call.lifecycle", unbound, store.lifecycle(unbound, answered))
+    assert queries.calls_for_campaign(engine, "t1", "acme-card") == []
+    store.apply(engine, "call.lifecycle", bound, store.lifecycle(bound, answered))
+    (call,) = queries.calls_for_campaign(engine, "t1", "acme-card")
+    assert call.call_id == "in-1" and call.direction == "inbound"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -128,7 +128,9 @@ def test_max_turns_ends_the_call(campaign: Campaign) -> None:
     assert said(actions)[0].end_call and finished(actions) == [Finish("interested")]
 
 
-def test_wants_human_promises_callback(campaign: Campaign) -> None:
+def test_wants_human_promises_callback_when_no_agent_can_take_it(campaign: Campaign) -> None:
+    no_agent = campaign.transfer.model_copy(update={"agent_uri": ""})
+    campaign = campaign.model_copy(update={"transfer": no_agent})
     state = answered(campaign)
     actions = on_transcript(state, campaign, "u1", "can I talk to a real person", 2)
     assert said(actions)[0].end_call

@@ -81,3 +81,13 @@ def test_silero_ignores_silence_and_low_noise() -> None:
 def test_silero_rejects_wrong_chunk_size() -> None:
     with pytest.raises(ValueError):
         vad.SileroVad().probability(np.zeros(320, dtype=np.float32))
+
+
+def test_summary_headers_stay_one_printable_line_and_are_read_back() -> None:
+    assert sip.header_value("Customer Ann.\r\nX-Evil: 1\tSaid: é hi") == "Customer Ann.  X-Evil: 1 Said:   hi"
+    assert len(sip.header_value("x" * 900)) == 500
+    msg = "INVITE sip:agent@pbx SIP/2.0\r\nVia: SIP/2.0/UDP a\r\nX-Voicebot-Summary: Said: card\r\n\r\nv=0"
+    assert sip.header(msg, "x-voicebot-summary") == "Said: card"
+    assert sip.header(msg, "X-Other") == ""
+    prm = sip.call_op(headers={"X-Voicebot-Call": "c-1"})
+    assert [(h.hName, h.hValue) for h in prm.txOption.headers] == [("X-Voicebot-Call", "c-1")]

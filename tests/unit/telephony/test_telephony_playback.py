@@ -68,3 +68,11 @@ def test_turns_play_in_arrival_order() -> None:
     assert q.idle is False
     q.frames.clear()
     assert q.idle
+
+
+def test_a_dropped_turn_never_plays_and_others_do() -> None:
+    q = PlaybackQueue()
+    q.drop("stale")
+    assert q.add("stale", b"\x01\x00" * 640, final=True) == 0
+    assert q.add("fresh", b"\x01\x00" * 640, final=True) == 2
+    assert q.idle is False and {e.turn_id for f in q.frames if f.tag for e in f.tag} == {"fresh"}
