@@ -4,7 +4,7 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := espeak-ng sox sip-tester
+APT_PACKAGES := espeak-ng sox sip-tester kamailio
 
 .PHONY: install run test test-unit lint proto proto-check bench broker clean
 
@@ -34,6 +34,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bus_latency.py
 	$(BIN)/python bench/turn_latency.py
+	$(BIN)/python bench/barge_in.py
+	$(BIN)/python bench/end_of_turn.py
+	$(BIN)/python bench/amd_accuracy.py
+	$(BIN)/python bench/telephony_load.py --calls 45 --rate 3 --prewarm
 
 broker: $(STAMP)
 	$(BIN)/voicebot broker

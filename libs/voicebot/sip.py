@@ -8,6 +8,7 @@ them in bulk and hands them to the loop with `call_soon_threadsafe`, and plays f
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import ctypes
 import gc
@@ -76,6 +77,42 @@ class OutFrame:
     tag: Any = None
 
 
+class FrameTiming:
+    """How late the media clock runs, as the frame callbacks see it, for this process (all ports).
+
+    `late`: each gap between two callbacks of one port beyond one frame (20 ms), per direction: a clock
+    thread held up (CPU, the GIL) delays every call's audio. `lag`: a received frame's wait on the event
+    loop before the call's VAD gets it. Plain counters written by one thread each (GIL-atomic), cheap
+    enough for every frame; the worker reports `snapshot()` to its supervisor, which sums the node.
+    """
+
+    BUCKETS_MS = (1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)
+    KINDS = ("rx", "tx", "lag")
+
+    def __init__(self) -> None:
+        self.counts = {kind: [0] * (len(self.BUCKETS_MS) + 1) for kind in self.KINDS}
+        self.sum_ms = dict.fromkeys(self.KINDS, 0.0)
+        self.max_ms = dict.fromkeys(self.KINDS, 0.0)
+
+    def observe(self, kind: str, late_ms: float) -> None:
+        late_ms = max(late_ms, 0.0)
+        self.counts[kind][bisect.bisect_left(self.BUCKETS_MS, late_ms)] += 1
+        self.sum_ms[kind] += late_ms
+        if late_ms > self.max_ms[kind]:
+            self.max_ms[kind] = late_ms
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """{kind: {"counts": per bucket (last: beyond 320 ms), "sum_ms", "max_ms"}}, JSON-ready."""
+        return {
+            kind: {"counts": list(counts), "sum_ms": self.sum_ms[kind], "max_ms": self.max_ms[kind]}
+            for kind, counts in self.counts.items()
+        }
+
+
+FRAME_TIMING = FrameTiming()
+_FRAME_NS = FRAME_MS * 1_000_000
+
+
 class FramePort(pj.AudioMediaPort):
     """A 16 kHz mono port: received frames go to `on_frame(pcm, at_us)` on the loop; `queue` is played.
 
@@ -95,6 +132,9 @@ class FramePort(pj.AudioMediaPort):
         self.on_sent = on_sent
         self.queue: deque[OutFrame] = deque()
         self.closed = False
+        self._rx_ns = 0  # last callback of each direction, for FRAME_TIMING
+        self._tx_ns = 0
+        self.paused = False  # barge-in: hold the queue (nothing is sent) until resumed or cleared
         fmt = pj.MediaFormatAudio()
         fmt.type = pj.PJMEDIA_TYPE_AUDIO
         fmt.clockRate = SAMPLE_RATE
@@ -105,17 +145,29 @@ class FramePort(pj.AudioMediaPort):
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
         try:
+            at_ns = time.monotonic_ns()
+            if self._rx_ns:
+                FRAME_TIMING.observe("rx", (at_ns - self._rx_ns - _FRAME_NS) / 1e6)
+            self._rx_ns = at_ns
             if self.closed or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
                 return
             data = frame_bytes(frame.buf)
             if data:
-                self.loop.call_soon_threadsafe(self.on_frame, data, now_us())
+                self.loop.call_soon_threadsafe(self._deliver, data, now_us(), at_ns)
         except Exception:  # an exception here would be printed and swallowed by SWIG
             CALLBACK_ERRORS.labels("frame_received").inc()
 
+    def _deliver(self, data: bytes, at_us: int, at_ns: int) -> None:
+        FRAME_TIMING.observe("lag", (time.monotonic_ns() - at_ns) / 1e6)
+        self.on_frame(data, at_us)
+
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:
         try:
-            item = self.queue.popleft() if self.queue and not self.closed else None
+            at_ns = time.monotonic_ns()
+            if self._tx_ns:
+                FRAME_TIMING.observe("tx", (at_ns - self._tx_ns - _FRAME_NS) / 1e6)
+            self._tx_ns = at_ns
+            item = self.queue.popleft() if self.queue and not self.closed and not self.paused else None
             if item is None:
                 frame.type = pj.PJMEDIA_FRAME_TYPE_NONE
                 frame.size = 0
@@ -126,15 +178,15 @@ class FramePort(pj.AudioMediaPort):
         except Exception:
             CALLBACK_ERRORS.labels("frame_requested").inc()
 
-    def connect(self, call: pj.Call) -> None:
-        """Send our queue to the call and hear the call (both directions)."""
+    def connect(self, call: pj.Call) -> pj.AudioMedia:
+        """Send our queue to the call and hear the call (both directions); returns the call's audio."""
         ci = call.getInfo()
         for i, media in enumerate(ci.media):
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 aud = call.getAudioMedia(i)
                 aud.startTransmit(self)
                 self.startTransmit(aud)
-                return
+                return aud
         raise RuntimeError("call has no active audio media")
 
 
@@ -228,8 +280,11 @@ async def pump_events(ep: pj.Endpoint, interval_s: float = 0.01) -> None:
         await asyncio.sleep(interval_s)
 
 
-def call_op(code: int = 0, reason: str = "", from_uri: str = "") -> pj.CallOpParam:
-    """`from_uri` replaces the account's id in the From header of a new call (the caller ID shown)."""
+def call_op(
+    code: int = 0, reason: str = "", from_uri: str = "", headers: dict[str, str] | None = None
+) -> pj.CallOpParam:
+    """`from_uri` replaces the account's id in the From header of a new call (the caller ID shown);
+    `headers` are extra SIP headers (values are made single-line and printable)."""
     prm = pj.CallOpParam(True)
     if code:
         prm.statusCode = code
@@ -237,7 +292,28 @@ def call_op(code: int = 0, reason: str = "", from_uri: str = "") -> pj.CallOpPar
         prm.reason = reason
     if from_uri:
         prm.txOption.localUri = from_uri
+    for name, value in (headers or {}).items():
+        header = pj.SipHeader()
+        header.hName = name
+        header.hValue = header_value(value)
+        prm.txOption.headers.append(header)
     return prm
+
+
+def header_value(text: str, limit: int = 500) -> str:
+    """Printable ASCII on one line: nothing a caller said can break the SIP message around it."""
+    return "".join(c if 32 <= ord(c) < 127 else " " for c in text)[:limit].strip()
+
+
+def header(whole_msg: str, name: str) -> str:
+    """A header's value from a raw SIP message ("" when absent)."""
+    prefix = name.lower() + ":"
+    for line in whole_msg.split("\r\n")[1:]:
+        if not line:
+            break
+        if line.lower().startswith(prefix):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
 CALLER_ID_RE = re.compile(r"^\+?[0-9]{3,15}$")

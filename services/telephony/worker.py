@@ -12,9 +12,11 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import pjsua2 as pj
@@ -22,13 +24,13 @@ import structlog
 from google.protobuf.message import Message
 from prometheus_client import Counter, Histogram
 
-from services.telephony import ipc
+from services.telephony import amd, bargein, dtmf, ipc
 from services.telephony.app import Settings
 from services.telephony.playback import PlaybackQueue, TurnEvent
-from voicebot import audio, observability, sip, topics, vad
+from voicebot import audio, observability, recordings, sip, topics, vad
 from voicebot.broker import create_topics
 from voicebot.bus import Event, decode, new_id
-from voicebot.campaigns import CampaignBook
+from voicebot.campaigns import Campaign, CampaignBook
 from voicebot.config import load
 from voicebot.events import (
     AudioUtterance,
@@ -49,12 +51,43 @@ CALLS_TOTAL = Counter("voicebot_telephony_calls_total", "calls handled", ["direc
 FIRST_AUDIO_DELAY = Histogram(
     "voicebot_telephony_first_audio_seconds", "first TtsAudio chunk arrival → its first frame on the SIP leg"
 )
+BARGE_INS = Counter(
+    "voicebot_telephony_barge_ins_total", "bot playback paused by customer speech", ["result"]
+)
+BARGE_IN_PAUSE = Histogram(
+    "voicebot_telephony_barge_in_pause_seconds",
+    "customer speech onset → bot playback paused",
+    buckets=(0.02, 0.04, 0.06, 0.08, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5),
+)
+DTMF_DIGITS = Counter("voicebot_telephony_dtmf_digits_total", "keypad digits received", ["method"])
+DTMF_METHODS = {pj.PJSUA_DTMF_METHOD_RFC2833: "rfc2833", pj.PJSUA_DTMF_METHOD_SIP_INFO: "info"}
 
 HANGUP_GRACE_S = 0.3  # let the last frames leave the jitter/RTP path before BYE
 DEFAULT_RING_TIMEOUT_S = 30.0
 RELEASE_AFTER_S = 2.0
 SHUTDOWN_REASON = "node shutting down"
+RECORDING_CLOSE_S = 2.0  # longest wait for pjmedia to finish a recording's file
+INBOX_CHECK = "inbox check"  # a worker's message to itself: its inbox delivers, it may take calls
+DEFER_MAX_S = 20.0  # a command waiting for a reply that never plays runs after this long
+EXTENSION_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
+PJSUA_MAX_CALLS = 4  # compiled into the pjsua2 wheel (notes/pjsua2.md)
 Kind = CallLifecycle.Kind
+
+
+@dataclass
+class Transfer:
+    """Handing a call to a human: blind (REFER: the customer's side calls the agent) or warm (the bot
+    calls the agent with a summary, then bridges the two)."""
+
+    target: str
+    mode: str
+    summary: str
+    ring_timeout_s: float
+    started: bool = False
+    done: bool = False
+    agent: SipCall | None = None  # warm: the bot's own call to the agent
+    agent_audio: Any = None
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -80,6 +113,31 @@ class CallLeg:
     end_reason: str = ""  # reported in ENDED instead of the SIP reason (e.g. the node shutting down)
     hangup_after_playback: bool = False
     ended: bool = False
+    campaign: Campaign | None = None
+    called_number: str = ""  # inbound: what the customer dialled (the IVR routes on it)
+    barge: bargein.BargeIn | None = None
+    amd: amd.AmdDetector | None = None  # outbound, campaign detects voicemail: who answered?
+    beep_deadline_us: int = 0  # a machine answered and a message will be left: its beep is awaited
+    amd_decided_us: int = 0  # speech that began before the verdict was the answering party's greeting
+    cut_onset_us: int = 0  # the last barge-in: replies decided before it are stale
+    in_speech: bool = False
+    turn_started_us: dict[str, int] = field(default_factory=dict)
+    collector: dtmf.Collector | None = None
+    collect_timer: asyncio.TimerHandle | None = None
+    recorder: Any = None  # pj.AudioMediaRecorder: its WAV header is written when it is freed
+    recording: Path | None = None
+    audio: Any = None  # the call's pj.AudioMedia once media is up (bridging, recording)
+    transfer: Transfer | None = None
+    played: set[str] = field(default_factory=set)  # replies that finished (or were cut) on this call
+    deferred: list[Event[CallCommand]] = field(default_factory=list)  # waiting for `after_turn_id`
+    bridged: bool = False  # customer and agent talk to each other: the bot only listens for the end
+
+
+def barge_rule(campaign: Campaign | None) -> bargein.Rule:
+    if campaign is None:
+        return bargein.Rule()
+    rule = campaign.barge_in
+    return bargein.Rule(rule.enabled, min_speech_ms=rule.min_speech_ms, resume_after_ms=rule.resume_after_ms)
 
 
 class SipCall(pj.Call):
@@ -89,20 +147,41 @@ class SipCall(pj.Call):
         super().__init__(account, pj_call_id)
         self.worker = worker
         self.leg: CallLeg | None = None
+        self.agent_of: CallLeg | None = None  # set on the bot's call to an agent (warm transfer)
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         try:
-            self.worker.on_call_state(self)
+            if self.agent_of is not None:
+                self.worker.on_agent_state(self)
+            else:
+                self.worker.on_call_state(self)
         except Exception:
             sip.CALLBACK_ERRORS.labels("call_state").inc()
             log.exception("call state handler failed")
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         try:
-            self.worker.on_media_state(self)
+            if self.agent_of is not None:
+                self.worker.on_agent_media(self)
+            else:
+                self.worker.on_media_state(self)
         except Exception:
             sip.CALLBACK_ERRORS.labels("media_state").inc()
             log.exception("media state handler failed")
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        try:
+            prm.cont = self.worker.on_transfer_status(self, prm.statusCode, prm.reason, prm.finalNotify)
+        except Exception:
+            sip.CALLBACK_ERRORS.labels("transfer_status").inc()
+            log.exception("transfer status handler failed")
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        try:
+            self.worker.on_dtmf(self, prm.digit, DTMF_METHODS.get(prm.method, "rfc2833"))
+        except Exception:
+            sip.CALLBACK_ERRORS.labels("dtmf").inc()
+            log.exception("dtmf handler failed")
 
 
 class BotAccount(pj.Account):
@@ -140,6 +219,8 @@ class MediaWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._timers: dict[object, asyncio.TimerHandle] = {}
         self.draining = False
+        self._inbox_seen = asyncio.Event()
+        self._inbox_nonce = ""
 
     # ---- process ---------------------------------------------------------------------------------
 
@@ -155,6 +236,7 @@ class MediaWorker:
         self._tasks.append(asyncio.create_task(self._send_outbox()))
         self._tasks.append(asyncio.create_task(self._read_supervisor()))
         self._tasks.append(asyncio.create_task(self._announce_ready()))
+        self._tasks.append(asyncio.create_task(self._report_stats()))
         log.info("media worker up", media_node=self.media_node, sip_port=self.endpoint.port)
 
     async def drain(self) -> None:
@@ -200,7 +282,9 @@ class MediaWorker:
                 leg.port.closed = True
             if leg.call is not None:
                 leg.call.leg = None
-            leg.call, leg.port, leg.detector = None, None, None
+            leg.call, leg.port, leg.detector, leg.recorder, leg.audio = None, None, None, None, None
+            if leg.transfer is not None:
+                leg.transfer.agent, leg.transfer.agent_audio = None, None
         self.legs.clear()
         self.retired.clear()
         self.account = None
@@ -227,8 +311,18 @@ class MediaWorker:
         fn(*args)
 
     async def _announce_ready(self) -> None:
+        """Ready once the inbox really delivers: a consumer of a topic created a moment ago may not be
+        assigned yet (it starts at the latest offset), and a reply sent before that would be lost."""
         while not self.svc.ready:
             await asyncio.sleep(0.02)
+        nonce = new_id()
+        self._inbox_seen = asyncio.Event()
+        self._inbox_nonce = nonce
+        probe = CallCommand(reason=INBOX_CHECK, target=nonce)
+        while not self._inbox_seen.is_set():
+            await self.svc.bus.publish(self.inbox, probe, cause=Envelope(media_node=self.media_node))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._inbox_seen.wait(), 1.0)
         assert self.endpoint is not None
         self._tell(
             "ready",
@@ -254,8 +348,35 @@ class MediaWorker:
             msg = ipc.parse(raw)
             if msg and msg["op"] == "dial":
                 self._on_dial_order(msg)
+            elif msg and msg["op"] == "retire":
+                self._tasks.append(asyncio.create_task(self._retire_when_idle()))
+            elif msg and msg["op"] == "inbox":
+                self._on_inbox_line(msg)
         log.info("supervisor closed the pipe; stopping")
         self.svc.stop()
+
+    def _on_inbox_line(self, msg: dict[str, Any]) -> None:
+        try:
+            event = decode(ipc.unpack_bytes(msg["event"]), [TtsAudio, CallCommand])
+        except Exception as exc:
+            log.warning("bad inbox event from the supervisor", error=str(exc))
+            return
+        self.on_inbox(event)
+
+    async def _retire_when_idle(self) -> None:
+        """The pool shrinks: no new call (dials "draining", INVITEs 503); exit once the last call ends."""
+        self.draining = True
+        self._tell("draining")
+        while any(not leg.ended for leg in self.legs.values()):
+            await asyncio.sleep(0.1)
+        log.info("media worker retiring")
+        self.svc.stop()
+
+    async def _report_stats(self) -> None:
+        """Frame timing for the supervisor, which exposes the node's total (sip.FrameTiming)."""
+        while True:
+            await asyncio.sleep(1.0)
+            self._tell("stats", frames=sip.FRAME_TIMING.snapshot())
 
     def _on_dial_order(self, msg: dict[str, Any]) -> None:
         if self.draining:
@@ -286,10 +407,22 @@ class MediaWorker:
     def publish(self, topic: str, payload: Message, cause: Envelope) -> None:
         self.outbox.put_nowait((topic, payload, cause))
 
+    def campaign(self, campaign_id: str) -> Campaign | None:
+        try:
+            return self.book.get(campaign_id)
+        except KeyError:
+            return None
+
     def free_slots(self) -> int:
-        return self.settings.telephony_calls_per_worker - sum(
-            1 for leg in self.legs.values() if not leg.ended
-        )
+        """Customer calls this worker may still take: its slots, and pjsua's 4 calls less any warm
+        transfer's call to an agent."""
+        live = sum(1 for leg in self.legs.values() if not leg.ended)
+        return min(self.settings.telephony_calls_per_worker - live, self._pjsua_free())
+
+    def _pjsua_free(self) -> int:
+        live = [leg for leg in self.legs.values() if not leg.ended]
+        agents = sum(1 for leg in live if leg.transfer and leg.transfer.agent is not None)
+        return PJSUA_MAX_CALLS - len(live) - agents
 
     def _lifecycle(self, leg: CallLeg, kind: int, **fields: Any) -> None:
         payload = CallLifecycle(
@@ -325,13 +458,11 @@ class MediaWorker:
             media_node=self.media_node,
         )
         leg = CallLeg(call_id, env, cmd.contact, cmd.attempt, CallLifecycle.OUTBOUND)
+        leg.campaign = self.campaign(src.campaign_id)
         self.legs[call_id] = leg
         self._report_call(leg)
         self._lifecycle(leg, Kind.DIALING)
-        try:
-            ring_timeout = float(self.book.get(src.campaign_id).limits.ring_timeout_s)
-        except KeyError:
-            ring_timeout = DEFAULT_RING_TIMEOUT_S
+        ring_timeout = float(leg.campaign.limits.ring_timeout_s) if leg.campaign else DEFAULT_RING_TIMEOUT_S
         uri = f"sip:{cmd.contact.phone_e164}@{self.settings.telephony_trunk}"
         assert self.account is not None and self.loop is not None and self.endpoint is not None
         from_uri = ""
@@ -362,28 +493,24 @@ class MediaWorker:
         assert self.account is not None
         call = SipCall(self, self.account, prm.callId)
         if self.draining:
-            call.answer(sip.call_op(503, "Service Unavailable"))
-            self._retire(call)
+            self._refuse_soon(call, 503, "Service Unavailable")
             return
         if self.free_slots() <= 0:
-            call.answer(sip.call_op(486, "Busy Here"))
-            self._retire(call)
+            self._refuse_soon(call, 486, "Busy Here")
             return
         ci = call.getInfo()
-        try:
-            campaign = self.book.get(self.settings.telephony_inbound_campaign)
-            tenant = campaign.tenant
-        except KeyError:
-            tenant = ""
+        campaign = self.campaign(self.settings.telephony_inbound_campaign)
         call_id = new_id()
         caller = sip.uri_user(ci.remoteUri)
         env = Envelope(
-            tenant_id=tenant,
-            campaign_id=self.settings.telephony_inbound_campaign,
+            tenant_id=campaign.tenant if campaign else "",
+            campaign_id=campaign.id if campaign else "",
             call_id=call_id,
             media_node=self.media_node,
         )
         leg = CallLeg(call_id, env, Contact(phone_e164=caller), 0, CallLifecycle.INBOUND)
+        leg.campaign = campaign
+        leg.called_number = sip.request_user(prm.rdata.wholeMsg)
         call.leg, leg.call = leg, call
         self.legs[call_id] = leg
         self._report_call(leg)
@@ -392,6 +519,20 @@ class MediaWorker:
         leg.rang = True
         call.answer(sip.call_op(200))
         CALLS_TOTAL.labels("inbound", "answered").inc()
+
+    def _refuse_soon(self, call: SipCall, code: int, reason: str) -> None:
+        """Refuse an INVITE right after onIncomingCall returns: a final answer given inside it aborts the
+        process (pjsua's pjsip_rx_data_free_cloned assertion) when the INVITE is over ~3.8 kB."""
+
+        def refuse() -> None:
+            try:
+                call.answer(sip.call_op(code, reason))
+            except Exception as exc:  # the caller gave up meanwhile
+                log.debug("refusal not sent", error=str(exc))
+            self._retire(call)
+
+        assert self.loop is not None
+        self.loop.call_soon(refuse)
 
     # ---- SIP state -------------------------------------------------------------------------------
 
@@ -409,7 +550,7 @@ class MediaWorker:
             if leg.ring_timer:
                 self._cancel(leg.ring_timer)
             self._report_call(leg)
-            self._lifecycle(leg, Kind.ANSWERED, sample_rate=sip.SAMPLE_RATE, sip_code=200)
+            self._answered(leg)
         elif state == pj.PJSIP_INV_STATE_DISCONNECTED:
             code = ci.lastStatusCode
             if leg.hangup_by:
@@ -419,6 +560,27 @@ class MediaWorker:
             else:
                 by = "customer"
             self._finish(leg, code=int(code), reason=ci.lastReason, hangup_by=by)
+
+    def _answered(self, leg: CallLeg) -> None:
+        if leg.direction == CallLifecycle.OUTBOUND and leg.campaign and leg.campaign.voicemail.detect:
+            leg.amd = amd.AmdDetector(answered_us=sip.now_us())
+        self._lifecycle(
+            leg, Kind.ANSWERED, sample_rate=sip.SAMPLE_RATE, sip_code=200, called_number=leg.called_number
+        )
+
+    def route(self, leg: CallLeg, cmd: CallCommand) -> None:
+        """The IVR bound an inbound call to a campaign: its bot flow starts with a fresh ANSWERED."""
+        campaign = self.campaign(cmd.target)
+        if leg.env.campaign_id or campaign is None:
+            log.warning("route ignored", call_id=leg.call_id, reason="already routed or unknown campaign")
+            return
+        leg.env.campaign_id, leg.env.tenant_id, leg.campaign = campaign.id, campaign.tenant, campaign
+        leg.collector = None
+        leg.barge = bargein.BargeIn(barge_rule(campaign))
+        if campaign.recording.enabled and leg.recorder is None and leg.audio is not None and leg.port:
+            self._start_recording(leg, leg.audio, leg.port)
+        self._report_call(leg)
+        self._answered(leg)
 
     def on_media_state(self, call: SipCall) -> None:
         leg = call.leg
@@ -437,22 +599,64 @@ class MediaWorker:
             silence_stop_ms=self.settings.telephony_silence_stop_ms,
             max_utterance_s=self.settings.telephony_utterance_max_s,
         )
-        leg.detector = vad.UtteranceDetector(endpointer, threshold=self.settings.telephony_vad_threshold)
+        leg.detector = vad.UtteranceDetector(
+            endpointer,
+            threshold=self.settings.telephony_vad_threshold,
+            on_chunk=lambda pcm, speech, end_us, leg=leg: self._on_chunk(leg, pcm, speech, end_us),
+        )
+        leg.barge = bargein.BargeIn(barge_rule(leg.campaign))
         leg.port = port
-        port.connect(call)
+        leg.audio = port.connect(call)
+        if leg.campaign is not None and leg.campaign.recording.enabled:
+            self._start_recording(leg, leg.audio, port)
+
+    def _start_recording(self, leg: CallLeg, customer: pj.AudioMedia, bot: sip.FramePort) -> None:
+        """Both legs mixed into one WAV by the conference bridge (the customer's audio and ours)."""
+        path = recordings.path_for(
+            self.settings.telephony_recordings_dir, leg.env.tenant_id, leg.env.campaign_id, leg.call_id
+        )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            recorder = pj.AudioMediaRecorder()
+            recorder.createRecorder(str(path))
+            customer.startTransmit(recorder)
+            bot.startTransmit(recorder)
+        except Exception as exc:  # the call goes on unrecorded; the missing RECORDING_READY shows it
+            log.error("recording failed to start", call_id=leg.call_id, error=str(exc))
+            return
+        leg.recorder, leg.recording = recorder, path
+
+    def _close_recording(self, leg: CallLeg) -> None:
+        """Free the recorder (the media clock then completes the file), then tell the CRM where it is."""
+        if leg.recorder is None or leg.recording is None:
+            return
+        leg.recorder = None
+        self._recording_ready(leg, time.monotonic() + RECORDING_CLOSE_S)
+
+    def _recording_ready(self, leg: CallLeg, deadline: float) -> None:
+        assert leg.recording is not None
+        if not recordings.is_complete(leg.recording) and time.monotonic() < deadline:
+            self._later(0.02, self._recording_ready, leg, deadline)
+            return
+        self._lifecycle(leg, Kind.RECORDING_READY, recording_uri=leg.recording.as_uri())
 
     def _finish(self, leg: CallLeg, code: int, reason: str, hangup_by: str) -> None:
         if leg.ended:
             return
         leg.ended = True
         reason = leg.end_reason or reason
-        if leg.ring_timer:
-            self._cancel(leg.ring_timer)
+        for timer in (leg.ring_timer, leg.collect_timer):
+            if timer:
+                self._cancel(timer)
         if leg.detector is not None:
             for utt in leg.detector.flush():
                 self._publish_utterance(leg, utt)
         if leg.port is not None:
             leg.port.closed = True
+        if leg.recorder is not None:  # freed outside this SIP callback
+            self._later(0.0, self._close_recording, leg)
+        if leg.transfer is not None:
+            self._end_transfer(leg)
         duration = time.monotonic() - leg.answered_at if leg.answered_at else 0.0
         self._lifecycle(
             leg,
@@ -473,6 +677,7 @@ class MediaWorker:
         self._retire(leg.call, leg.port)
         leg.call = None
         leg.port = None
+        leg.audio = None
 
     def _retire(self, *objs: Any) -> None:
         kept = [o for o in objs if o is not None]
@@ -521,12 +726,84 @@ class MediaWorker:
     # ---- media (loop side of FramePort) ----------------------------------------------------------
 
     def _on_frame(self, leg: CallLeg, pcm: bytes, at_us: int) -> None:
-        if leg.ended or leg.detector is None:
+        if leg.ended or leg.detector is None or leg.bridged:
             return
         for utt in leg.detector.push(pcm, at_us):
             self._publish_utterance(leg, utt)
 
+    def _on_chunk(self, leg: CallLeg, pcm: bytes, speech: bool, end_us: int) -> None:
+        """Every 32 ms VAD decision: speech onsets, barge-in."""
+        assert leg.detector is not None
+        started = leg.detector.endpointer.in_speech
+        if started and not leg.in_speech:
+            self._lifecycle(leg, Kind.SPEECH_STARTED, speech_start_us=leg.detector.endpointer.speech_start_us)
+        leg.in_speech = started
+        if leg.amd is not None:
+            self._detect_machine(leg, leg.amd, pcm, speech, end_us)
+        if leg.barge is None or leg.port is None:
+            return
+        act = leg.barge.push(speech, vad.CHUNK_MS, end_us, playing=bool(leg.playing))
+        if act is bargein.Act.PAUSE:
+            leg.port.paused = True
+            paused_after_s = max(sip.now_us() - leg.barge.onset_us, 0) / 1e6
+            BARGE_IN_PAUSE.observe(paused_after_s)
+            log.info(
+                "playback paused: customer speaks", call_id=leg.call_id, after_ms=round(paused_after_s * 1000)
+            )
+        elif act is bargein.Act.RESUME:
+            leg.port.paused = False
+            BARGE_INS.labels("resumed").inc()
+        elif act is bargein.Act.CUT:
+            BARGE_INS.labels("cut").inc()
+            leg.cut_onset_us = leg.barge.onset_us
+            self._stop_playback(leg, leg.env, barged_at_us=leg.barge.onset_us)
+
+    def _detect_machine(
+        self, leg: CallLeg, detector: amd.AmdDetector, pcm: bytes, speech: bool, end_us: int
+    ) -> None:
+        """The verdict (and a revision to MACHINE on a late beep), then the beep a message waits for."""
+        if not detector.done:
+            verdict = detector.push(pcm, speech, end_us)
+            if verdict is not None:
+                leg.amd_decided_us = leg.amd_decided_us or end_us
+                log.info(
+                    "answering party", call_id=leg.call_id, amd=verdict.answer.name, detail=verdict.detail
+                )
+                self._lifecycle(
+                    leg,
+                    Kind.AMD_VERDICT,
+                    amd=CallLifecycle.Amd.Value(verdict.answer.name),
+                    amd_reason=verdict.reason,
+                )
+                voicemail = leg.campaign.voicemail if leg.campaign else None
+                if (
+                    verdict.answer is amd.Answer.MACHINE
+                    and voicemail
+                    and voicemail.on_machine == "leave_message"
+                ):
+                    leg.beep_deadline_us = end_us + int(voicemail.max_wait_for_beep_s * 1e6)
+            return
+        if not leg.beep_deadline_us:
+            leg.amd = None
+            return
+        beep = detector.beep.push(pcm, end_us)
+        if beep is not None or end_us >= leg.beep_deadline_us:
+            leg.beep_deadline_us, leg.amd = 0, None
+            reason = f"{beep.hz:.0f} Hz tone" if beep else "no beep heard"
+            self._lifecycle(leg, Kind.BEEP, amd=CallLifecycle.MACHINE, amd_reason=reason)
+
     def _publish_utterance(self, leg: CallLeg, utt: vad.Utterance) -> None:
+        if (
+            leg.barge is not None
+            and utt.last_part
+            and leg.barge.is_backchannel(utt.speech_start_us, utt.speech_end_us)
+        ):
+            log.info("backchannel during playback ignored", call_id=leg.call_id)
+            return
+        undecided = leg.amd is not None and leg.amd.verdict is None
+        if undecided or (leg.amd_decided_us and utt.speech_start_us < leg.amd_decided_us):
+            log.info("answering party's greeting is not a turn", call_id=leg.call_id)
+            return
         cause = Envelope()
         cause.CopyFrom(leg.env)
         if utt.last_part:
@@ -547,6 +824,7 @@ class MediaWorker:
         for ev in tag:
             if ev.kind == "started":
                 leg.playing.add(ev.turn_id)
+                leg.turn_started_us[ev.turn_id] = at_us
                 cause = Envelope()
                 cause.CopyFrom(leg.turn_envs.get(ev.turn_id, leg.env))
                 cause.marks.append(Mark(stage="telephony.first_audio", at_us=at_us))
@@ -556,11 +834,15 @@ class MediaWorker:
                 self.publish(topics.LIFECYCLE, self._playback(leg, Kind.PLAYBACK_STARTED, ev.turn_id), cause)
             elif ev.kind == "finished":
                 leg.playing.discard(ev.turn_id)
+                leg.turn_started_us.pop(ev.turn_id, None)
+                self._played(leg, ev.turn_id)
                 cause = leg.turn_envs.pop(ev.turn_id, leg.env)
                 leg.turn_first_chunk_us.pop(ev.turn_id, None)
                 self.publish(topics.LIFECYCLE, self._playback(leg, Kind.PLAYBACK_FINISHED, ev.turn_id), cause)
                 if ev.end_call or (leg.hangup_after_playback and leg.playback.idle):
                     self._hangup_soon(leg)
+                elif leg.transfer is not None and not leg.transfer.started and leg.playback.idle:
+                    self._start_transfer(leg)
 
     def _playback(self, leg: CallLeg, kind: int, turn_id: str) -> CallLifecycle:
         return CallLifecycle(
@@ -583,12 +865,37 @@ class MediaWorker:
         if chunk.sample_rate and chunk.sample_rate != vad.SAMPLE_RATE and pcm:
             pcm = audio.resample_pcm16(pcm, chunk.sample_rate, vad.SAMPLE_RATE)
         if chunk.turn_id not in leg.turn_envs:
+            decided_us = next((m.at_us for m in event.envelope.marks if m.stage == "dialogue.out"), 0)
+            if leg.cut_onset_us and 0 < decided_us < leg.cut_onset_us:
+                log.info("reply decided before the customer interrupted: dropped", call_id=leg.call_id)
+                leg.playback.drop(chunk.turn_id)
+                self._played(leg, chunk.turn_id)
+                return
             leg.turn_envs[chunk.turn_id] = event.envelope
             leg.turn_first_chunk_us[chunk.turn_id] = sip.now_us()
         leg.playback.add(chunk.turn_id, pcm, chunk.final, chunk.end_call)
 
+    def _played(self, leg: CallLeg, turn_id: str) -> None:
+        """A reply is over: commands that waited for it run now."""
+        leg.played.add(turn_id)
+        ready = [e for e in leg.deferred if e.payload.after_turn_id in leg.played]
+        for event in ready:
+            leg.deferred.remove(event)
+            self.command(leg, event)
+
+    def _run_deferred(self, leg: CallLeg, event: Event[CallCommand]) -> None:
+        """The reply it waited for never played (lost on the way): act anyway."""
+        if event in leg.deferred and not leg.ended:
+            leg.deferred.remove(event)
+            leg.played.add(event.payload.after_turn_id)
+            self.command(leg, event)
+
     def command(self, leg: CallLeg, event: Event[CallCommand]) -> None:
         cmd = event.payload
+        if cmd.after_turn_id and cmd.after_turn_id not in leg.played:
+            leg.deferred.append(event)
+            self._later(DEFER_MAX_S, self._run_deferred, leg, event)
+            return
         if cmd.kind == CallCommand.HANGUP:
             if cmd.immediate or leg.playback.idle:
                 leg.playback.stop()
@@ -596,19 +903,227 @@ class MediaWorker:
             else:
                 leg.hangup_after_playback = True
         elif cmd.kind == CallCommand.STOP_PLAYBACK:
-            for turn_id in leg.playback.stop():
-                if turn_id in leg.playing:
-                    leg.playing.discard(turn_id)
-                    payload = self._playback(leg, Kind.PLAYBACK_FINISHED, turn_id)
-                    self.publish(topics.LIFECYCLE, payload, leg.turn_envs.pop(turn_id, event.envelope))
-            if leg.hangup_after_playback:  # the audio the HANGUP waited for will never finish now
-                self._hangup_soon(leg)
+            self._stop_playback(leg, event.envelope)
+        elif cmd.kind == CallCommand.TRANSFER:
+            self.transfer(leg, cmd)
+        elif cmd.kind == CallCommand.ROUTE:
+            self.route(leg, cmd)
+        elif cmd.kind == CallCommand.SEND_DTMF:
+            self.send_dtmf(leg, cmd.digits, cmd.method or "rfc2833")
+        elif cmd.kind == CallCommand.COLLECT_DTMF:
+            leg.collector = dtmf.Collector(cmd.max_digits, cmd.timeout_ms or 3000)
         else:
             log.warning("call command not supported by this worker", kind=CallCommand.Kind.Name(cmd.kind))
+
+    def _stop_playback(self, leg: CallLeg, cause: Envelope, barged_at_us: int = 0) -> None:
+        """Drop the queued audio; with `barged_at_us`, the customer cut it (BARGE_IN tells upstream to
+        drop what is still being generated for it)."""
+        now = sip.now_us()
+        if leg.port is not None:
+            leg.port.paused = False
+        for turn_id in leg.playback.stop():
+            self._played(leg, turn_id)
+            if turn_id not in leg.playing:
+                continue
+            leg.playing.discard(turn_id)
+            turn_env = leg.turn_envs.pop(turn_id, cause)
+            started = leg.turn_started_us.pop(turn_id, now)
+            if barged_at_us:
+                barge = self._playback(leg, Kind.BARGE_IN, turn_id)
+                barge.played_ms = max(0, (barged_at_us - started) // 1000)
+                barge.speech_start_us = barged_at_us
+                self.publish(topics.LIFECYCLE, barge, turn_env)
+            payload = self._playback(leg, Kind.PLAYBACK_FINISHED, turn_id)
+            payload.interrupted = True
+            self.publish(topics.LIFECYCLE, payload, turn_env)
+        if leg.hangup_after_playback:  # the audio the HANGUP waited for will never finish now
+            self._hangup_soon(leg)
+
+    # ---- transfer to a human ---------------------------------------------------------------------
+
+    def transfer(self, leg: CallLeg, cmd: CallCommand) -> None:
+        """Starts once the reply before it ("connecting you now") has played."""
+        target = self.agent_uri(cmd.target)
+        if leg.transfer is not None or not target:
+            log.warning("transfer refused", call_id=leg.call_id, reason="bad target or already transferring")
+            return
+        ring = leg.campaign.transfer.ring_timeout_s if leg.campaign else 20
+        leg.transfer = Transfer(target, cmd.mode or "blind", cmd.summary, float(ring))
+        if leg.playback.idle:
+            self._start_transfer(leg)
+
+    def agent_uri(self, target: str) -> str:
+        """A SIP URI as is; an extension ("sales-queue") at the agent trunk; "" for anything else."""
+        if target.startswith(("sip:", "sips:")) and not any(c.isspace() for c in target):
+            return target
+        if EXTENSION_RE.match(target):
+            return f"sip:{target}@{self.settings.telephony_agent_trunk or self.settings.telephony_trunk}"
+        return ""
+
+    def _start_transfer(self, leg: CallLeg) -> None:
+        t = leg.transfer
+        assert t is not None and self.account is not None
+        if leg.call is None or leg.ended or t.started:
+            return
+        t.started = True
+        t.timer = self._later(t.ring_timeout_s + 5, self._transfer_timeout, leg)
+        if t.mode == "warm" and self._pjsua_free() > 0:
+            agent = SipCall(self, self.account)
+            agent.agent_of, t.agent = leg, agent
+            headers = {"X-Voicebot-Call": leg.call_id, "X-Voicebot-Summary": t.summary}
+            try:
+                agent.makeCall(t.target, sip.call_op(headers=headers))
+            except Exception as exc:
+                self._transfer_failed(leg, 0, f"agent call failed: {exc}")
+            return
+        t.mode = "blind"  # also a warm transfer with no free slot for the agent's call
+        try:
+            leg.call.xfer(t.target, sip.call_op())
+        except Exception as exc:
+            self._transfer_failed(leg, 0, f"REFER failed: {exc}")
+
+    def on_transfer_status(self, call: SipCall, code: int, reason: str, final: bool) -> bool:
+        """NOTIFYs about a blind transfer; returns whether more are wanted."""
+        leg = call.leg
+        if leg is None or leg.ended or leg.transfer is None or leg.transfer.done:
+            return False
+        if 200 <= code < 300:
+            self._transferred(leg, Kind.TRANSFERRED)
+            leg.end_reason = "transferred"
+            self.hangup(leg, "bot")
+            return False
+        if code >= 300:
+            self._transfer_failed(leg, code, reason)
+            return False
+        return not final
+
+    def on_agent_state(self, agent: SipCall) -> None:
+        leg = agent.agent_of
+        if leg is None or leg.transfer is None:
+            return
+        ci = agent.getInfo()
+        if ci.state != pj.PJSIP_INV_STATE_DISCONNECTED:
+            return
+        agent.agent_of = None
+        t = leg.transfer
+        t.agent, t.agent_audio = None, None
+        self._retire(agent)
+        if not leg.bridged:
+            self._transfer_failed(leg, int(ci.lastStatusCode), ci.lastReason)
+        elif not leg.ended:  # the agent hung up after talking with the customer: the call is over
+            self.hangup(leg, "agent")
+
+    def on_agent_media(self, agent: SipCall) -> None:
+        """The agent answered: bridge the two calls in the conference (and into the recording)."""
+        leg = agent.agent_of
+        if leg is None or leg.transfer is None or leg.bridged or leg.ended or leg.audio is None:
+            return
+        ci = agent.getInfo()
+        for i, media in enumerate(ci.media):
+            if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                agent_audio = agent.getAudioMedia(i)
+                break
+        else:
+            return
+        agent_audio.startTransmit(leg.audio)
+        leg.audio.startTransmit(agent_audio)
+        if leg.recorder is not None:
+            agent_audio.startTransmit(leg.recorder)
+        leg.transfer.agent_audio = agent_audio
+        leg.bridged = True
+        self._transferred(leg, Kind.BRIDGED)
+
+    def _transferred(self, leg: CallLeg, kind: int) -> None:
+        t = leg.transfer
+        assert t is not None
+        t.done = True
+        if t.timer:
+            self._cancel(t.timer)
+        self._lifecycle(leg, kind, transfer_target=t.target, transfer_mode=t.mode)
+
+    def _transfer_failed(self, leg: CallLeg, code: int, reason: str) -> None:
+        """Nobody took the call: the customer is still with the bot, which says so (dialogue)."""
+        t = leg.transfer
+        if t is None or t.done or leg.ended:
+            return
+        t.done = True
+        if t.timer:
+            self._cancel(t.timer)
+        if t.agent is not None:
+            with contextlib.suppress(Exception):
+                t.agent.hangup(sip.call_op())
+        log.info("transfer failed", call_id=leg.call_id, sip_code=code, reason=reason)
+        self._lifecycle(
+            leg,
+            Kind.TRANSFER_FAILED,
+            transfer_target=t.target,
+            transfer_mode=t.mode,
+            sip_code=code,
+            sip_reason=reason,
+        )
+        leg.transfer = None
+
+    def _transfer_timeout(self, leg: CallLeg) -> None:
+        self._transfer_failed(leg, 408, "agent did not answer")
+
+    def _end_transfer(self, leg: CallLeg) -> None:
+        """The customer's call ended: the bot's call to the agent ends with it."""
+        t = leg.transfer
+        assert t is not None
+        if t.timer:
+            self._cancel(t.timer)
+        if t.agent is not None:
+            with contextlib.suppress(Exception):
+                t.agent.hangup(sip.call_op())
+
+    # ---- DTMF ------------------------------------------------------------------------------------
+
+    def on_dtmf(self, call: SipCall, digit: str, method: str) -> None:
+        leg = call.leg
+        if leg is None or leg.ended:
+            return
+        DTMF_DIGITS.labels(method).inc()
+        if leg.collector is None:
+            self._publish_dtmf(leg, digit, method)
+            return
+        if leg.collect_timer:
+            self._cancel(leg.collect_timer)
+        answer = leg.collector.push(digit)
+        if answer is not None:
+            leg.collector = None
+            self._publish_dtmf(leg, answer, method)
+        else:
+            wait_s = leg.collector.timeout_ms / 1000
+            leg.collect_timer = self._later(wait_s, self._collect_timeout, leg, method)
+
+    def _collect_timeout(self, leg: CallLeg, method: str) -> None:
+        leg.collect_timer = None
+        if leg.collector is not None and not leg.ended:
+            answer, leg.collector = leg.collector.done(), None
+            self._publish_dtmf(leg, answer, method)
+
+    def _publish_dtmf(self, leg: CallLeg, digits: str, method: str) -> None:
+        self._lifecycle(leg, Kind.DTMF, dtmf=digits, dtmf_method=method)
+
+    def send_dtmf(self, leg: CallLeg, digits: str, method: str) -> None:
+        if leg.call is None or leg.answered_at is None:
+            return
+        try:
+            prm = pj.CallSendDtmfParam()
+            prm.digits = dtmf.clean(digits)
+            prm.method = pj.PJSUA_DTMF_METHOD_SIP_INFO if method == "info" else pj.PJSUA_DTMF_METHOD_RFC2833
+            leg.call.sendDtmf(prm)
+        except Exception as exc:  # bad digits or no media yet: the call goes on
+            log.warning("dtmf not sent", call_id=leg.call_id, error=str(exc))
 
     def on_inbox(self, event: Event[Any]) -> None:
         if event.envelope.occurred_at_us and event.envelope.occurred_at_us < self.started_us:
             return  # left over from a previous run of this worker
+        payload = event.payload
+        if isinstance(payload, CallCommand) and payload.reason == INBOX_CHECK:
+            if payload.target == self._inbox_nonce:
+                self._inbox_seen.set()
+            return
         leg = self.legs.get(event.envelope.call_id)
         if leg is None or leg.ended:
             return
@@ -625,9 +1140,11 @@ def build_worker(settings: Settings, index: int, sip_port: int, ipc_out: BinaryI
     svc.on_drain(worker.drain)
     svc.on_stop(worker.stop)
 
-    @svc.bus.on(worker.inbox, TtsAudio, CallCommand, group=None)
-    async def inbox(event: Event[Any]) -> None:
-        worker.on_inbox(event)
+    if not settings.telephony_inbox_via_supervisor:  # else the supervisor hands the inbox over ("inbox")
+
+        @svc.bus.on(worker.inbox, TtsAudio, CallCommand, group=None)
+        async def inbox(event: Event[Any]) -> None:
+            worker.on_inbox(event)
 
     return svc
 

@@ -42,6 +42,15 @@ from voicebot.simulator import speak
 Kind = CallLifecycle.Kind
 PERSONAS = REPO_ROOT / "demo" / "personas.yaml"
 RINGS_FOREVER = "+15550100009"
+BARGES_IN, BACKCHANNELS, PRESSES_KEYS = "+15550100011", "+15550100012", "+15550100013"
+WANTS_AGENT = "+15550100014"
+MACHINE, SAYS_HELLO = "+15550100015", "+15550100016"
+AGENT_LINE = "Hello, this is Sam from customer service. How can I help?"
+QUESTION = "Wait, what is the annual fee?"
+LONG_REPLY = (
+    "Hello, this is Alex from Acme Bank. We have a new cash back card for you. It gives two percent "
+    "cash back on every purchase, it has no annual fee, and you can apply in five minutes on our website."
+)
 RING_TIMEOUT_S = 5
 CALLER_ID = "+15559990042"
 DRAIN_S = 3.0
@@ -70,6 +79,27 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
     log = folder / "sim.jsonl"
     personas = yaml.safe_load(PERSONAS.read_text())
     personas[RINGS_FOREVER] = {"name": "rings-forever", "answer": False, "answer_delay_s": 0}
+    personas[BARGES_IN] = {"name": "barges-in", "lines": [{"say": QUESTION, "over_bot_after_s": 1.5}]}
+    personas[BACKCHANNELS] = {"name": "backchannels", "lines": [{"say": "Uh-huh.", "over_bot_after_s": 1.5}]}
+    personas[WANTS_AGENT] = {"name": "wants-agent", "patience_s": 60}
+    personas[MACHINE] = {
+        "name": "machine",
+        "greet": "Hi, you have reached Ada. I cannot take your call. Please leave a message after the tone.",
+        "greet_beep_hz": 1000,
+    }
+    personas[SAYS_HELLO] = {"name": "says-hello", "greet": "Hello?"}
+    personas["agent"] = {
+        "name": "agent",
+        "answer_delay_s": 0.5,
+        "speak_first_after_s": 0.5,
+        "lines": [AGENT_LINE],
+    }
+    personas["agent-away"] = {"name": "agent-away", "answer": False, "answer_delay_s": 1.0}
+    personas[PRESSES_KEYS] = {
+        "name": "presses-keys",
+        "speak_first_after_s": 1.0,
+        "lines": [{"dtmf": "12#", "method": "rfc2833"}, {"dtmf": "7", "method": "info"}],
+    }
     (folder / "personas.yaml").write_text(yaml.safe_dump(personas))
     proc = subprocess.Popen(
         [
@@ -151,6 +181,8 @@ def node(
     # the demo campaign with a short ring timeout (the minimum), so the CANCEL path is quick to test
     campaign = yaml.safe_load((REPO_ROOT / "campaigns" / "acme-card.yaml").read_text())
     campaign["limits"]["ring_timeout_s"] = RING_TIMEOUT_S
+    campaign["recording"] = {"enabled": True, "retention_days": 30}
+    campaign["voicemail"] = {"detect": True, "on_machine": "leave_message", "message": "Please call us back."}
     campaign["knowledge_base"] = str(REPO_ROOT / "campaigns" / campaign["knowledge_base"])
     (folder / "campaigns").mkdir()
     (folder / "campaigns" / "acme-card.yaml").write_text(yaml.safe_dump(campaign))
@@ -165,6 +197,7 @@ def node(
         "VOICEBOT_NODE_ID": f"test-{uuid.uuid4().hex[:8]}",
         "VOICEBOT_HTTP_PORT": "0",
         "VOICEBOT_CAMPAIGNS_DIR": str(folder / "campaigns"),
+        "VOICEBOT_TELEPHONY_RECORDINGS_DIR": str(folder / "recordings"),
     }
     node = Node(env, folder / "telephony.log")
     node.ensure_running()  # boots while the watcher joins its consumer groups
@@ -310,7 +343,7 @@ async def test_dial_converse_and_bot_hangup(watcher: Watcher, simulator: tuple[i
     assert "bot_audio_started" in kinds and "line_started" in kinds
     # the campaign's caller ID is what the customer's phone shows (the From user)
     assert next(e for e in events if e["event"] == "ringing")["from_user"] == mask_phone(CALLER_ID)
-    line = next(e for e in events if e["event"] == "line_started")
+    line = next(e for e in events if e["event"] == "line_started" and e["line"] == 0)  # after its "Hello?"
     assert line["text"] == "No thanks, I am not interested."
     # the utterance is the persona's line: it starts around when the line was sent (loopback, jitter buffer)
     assert abs(utt.payload.speech_start_us - line["at_us"]) < 1_000_000
@@ -376,28 +409,38 @@ async def test_ring_timeout_cancels_the_call(watcher: Watcher) -> None:
     assert ended.payload.hangup_by == "bot" and not ended.payload.answered
 
 
-async def test_inbound_call_is_answered_for_the_inbound_campaign(watcher: Watcher, supervisor: Node) -> None:
+async def test_inbound_call_waits_for_routing_then_runs_the_campaign(
+    watcher: Watcher, supervisor: Node
+) -> None:
+    """An inbound call is answered unbound (the IVR's to route, on the number dialled); ROUTE binds it to a
+    campaign and its bot flow starts with a second ANSWERED under that campaign."""
     log = supervisor.log
     sip_port = _worker_log(log, "media worker ready")[-1]["sip_port"]
     sipp = await asyncio.create_subprocess_exec(
-        "sipp", "-sn", "uac", "-s", "+15550100099", "-m", "1", "-d", "1500", "-nostdin",
+        "sipp", "-sn", "uac", "-s", "+15550100099", "-m", "1", "-d", "4000", "-nostdin",
         "-timeout", "30s", "-timeout_error", "-i", "127.0.0.1", f"127.0.0.1:{sip_port}",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
-    assert await asyncio.wait_for(sipp.wait(), 40) == 0
 
-    def inbound(kind: int):
+    def inbound(kind: int, campaign: str = ""):
         return lambda e: (
             isinstance(e.payload, CallLifecycle)
             and e.payload.direction == CallLifecycle.INBOUND
             and e.payload.contact.phone_e164 == "sipp"
             and e.payload.kind == kind
+            and e.envelope.campaign_id == campaign
         )
 
     answered = await watcher.wait_for(inbound(Kind.ANSWERED), 20, "inbound ANSWERED")
-    assert answered.envelope.campaign_id == "acme-card" and answered.envelope.tenant_id == "demo"
+    assert answered.envelope.tenant_id == "" and answered.payload.called_number == "+15550100099"
     assert answered.envelope.media_node.endswith("-w0")
-    ended = await watcher.wait_for(inbound(Kind.ENDED), 20, "inbound ENDED")
+    route = CallCommand(kind=CallCommand.ROUTE, target="acme-card", reason="test")
+    await watcher.bus.publish(topics.node_inbox(answered.envelope.media_node), route, cause=answered.envelope)
+    bound = await watcher.wait_for(inbound(Kind.ANSWERED, "acme-card"), 10, "ANSWERED under the campaign")
+    assert bound.envelope.call_id == answered.envelope.call_id and bound.envelope.tenant_id == "demo"
+    assert bound.payload.called_number == "+15550100099"
+    assert await asyncio.wait_for(sipp.wait(), 40) == 0
+    ended = await watcher.wait_for(inbound(Kind.ENDED, "acme-card"), 20, "inbound ENDED")
     assert ended.envelope.call_id == answered.envelope.call_id
     assert ended.payload.hangup_by == "customer" and ended.payload.answered
 
@@ -571,3 +614,196 @@ async def test_node_stop_hangs_up_live_calls_and_keeps_waiting_dials(
     # (a restarted node would dial it; rejoining the group costs ~18 s on tansu, so the offset is checked)
     offset, committed = await _dial_offsets(kafka_bootstrap, waiting)
     assert committed is None or committed <= offset, (committed, offset)  # None: nothing committed there
+
+
+async def test_customer_talking_over_the_bot_cuts_the_reply(
+    watcher: Watcher, simulator: tuple[int, Path]
+) -> None:
+    """Barge-in: the bot stops within a fraction of a second of the customer's speech onset, upstream is
+    told which reply was cut (BARGE_IN) and the customer's words still reach ASR as an utterance."""
+    _, sim_log = simulator
+    contact_id = await _dial(watcher.bus, BARGES_IN)
+    answered = await watcher.wait_for(_lifecycle(contact_id, Kind.ANSWERED), 60, "ANSWERED")
+    await watcher.wait_for(_lifecycle(contact_id, Kind.AMD_VERDICT), 15, "AMD_VERDICT")  # then the bot speaks
+    call_id = answered.envelope.call_id
+    await _say(watcher.bus, answered.envelope, "long", LONG_REPLY)
+    barge = await watcher.wait_for(_lifecycle(contact_id, Kind.BARGE_IN, "long"), 30, "BARGE_IN")
+    assert 1000 <= barge.payload.played_ms <= 4000, barge.payload.played_ms
+    finished = await watcher.wait_for(_lifecycle(contact_id, Kind.PLAYBACK_FINISHED, "long"), 5, "FINISHED")
+    assert finished.payload.interrupted
+    onset = await watcher.wait_for(_lifecycle(contact_id, Kind.SPEECH_STARTED), 5, "SPEECH_STARTED")
+    assert onset.payload.speech_start_us > 0
+
+    line = await _sim_event(sim_log, "barges-in", "line_started", answered.envelope.occurred_at_us)
+    stopped = await _sim_event(sim_log, "barges-in", "bot_audio_ended", line["at_us"] - 5_000_000)
+    stop_ms = (stopped["at_us"] - line["at_us"]) / 1000
+    print(f"barge-in: bot audio stopped {stop_ms:.0f} ms after the customer's speech onset")
+    assert stop_ms < 600, stop_ms  # the reply had ~10 s left: it stopped while the customer spoke
+    utt = await watcher.wait_for(
+        lambda e: isinstance(e.payload, AudioUtterance) and e.envelope.call_id == call_id, 20, "utterance"
+    )
+    assert len(utt.payload.pcm) / 32000 > 1.0  # the question itself, not a fragment
+    await _hang_up(watcher.bus, answered.envelope)
+    await watcher.wait_for(_lifecycle(contact_id, Kind.ENDED), 20, "ENDED")
+
+
+async def test_backchannel_does_not_stop_the_reply(watcher: Watcher, simulator: tuple[int, Path]) -> None:
+    """ "Uh-huh" over the bot pauses it for a moment at most: the whole reply plays, no turn is taken."""
+    _, sim_log = simulator
+    contact_id = await _dial(watcher.bus, BACKCHANNELS)
+    answered = await watcher.wait_for(_lifecycle(contact_id, Kind.ANSWERED), 60, "ANSWERED")
+    await watcher.wait_for(_lifecycle(contact_id, Kind.AMD_VERDICT), 15, "AMD_VERDICT")  # then the bot speaks
+    call_id = answered.envelope.call_id
+    spoken_s = len(speak(LONG_REPLY)) / 32000
+    await _say(watcher.bus, answered.envelope, "long", LONG_REPLY)
+    finished = await watcher.wait_for(
+        _lifecycle(contact_id, Kind.PLAYBACK_FINISHED, "long"), spoken_s + 20, "PLAYBACK_FINISHED"
+    )
+    assert not finished.payload.interrupted
+    line = await _sim_event(sim_log, "backchannels", "line_started", answered.envelope.occurred_at_us)
+    kinds = [e.payload.kind for e in watcher.events if e.envelope.call_id == call_id]
+    assert Kind.BARGE_IN not in kinds
+    utterances = [
+        e for e in watcher.events if isinstance(e.payload, AudioUtterance) and e.envelope.call_id == call_id
+    ]
+    assert not utterances, "a backchannel became a turn"
+    heard = await _sim_event(sim_log, "backchannels", "bot_audio_ended", line["at_us"])
+    started = await _sim_event(sim_log, "backchannels", "bot_audio_started", answered.envelope.occurred_at_us)
+    assert (heard["at_us"] - started["at_us"]) / 1e6 >= spoken_s - 0.5  # heard to its end
+    await _hang_up(watcher.bus, answered.envelope)
+    await watcher.wait_for(_lifecycle(contact_id, Kind.ENDED), 20, "ENDED")
+
+
+async def test_keypad_digits_in_and_out(watcher: Watcher, simulator: tuple[int, Path]) -> None:
+    """RFC 2833 digits gathered by COLLECT_DTMF until '#'; a single SIP INFO digit on its own; the bot's
+    own digits reach the customer."""
+    _, sim_log = simulator
+    contact_id = await _dial(watcher.bus, PRESSES_KEYS)
+    answered = await watcher.wait_for(_lifecycle(contact_id, Kind.ANSWERED), 60, "ANSWERED")
+    inbox = topics.node_inbox(answered.envelope.media_node)
+    collect = CallCommand(kind=CallCommand.COLLECT_DTMF, max_digits=4, timeout_ms=3000)
+    await watcher.bus.publish(inbox, collect, cause=answered.envelope)
+    menu = await watcher.wait_for(_lifecycle(contact_id, Kind.DTMF), 20, "DTMF")
+    assert (menu.payload.dtmf, menu.payload.dtmf_method) == ("12", "rfc2833")
+    # the persona presses its next key after the bot's next (short) reply
+    await _say(watcher.bus, answered.envelope, "ack", "Thank you.")
+    key = await watcher.wait_for(
+        lambda e: _lifecycle(contact_id, Kind.DTMF)(e) and e.payload.dtmf_method == "info", 20, "INFO DTMF"
+    )
+    assert key.payload.dtmf == "7"
+    send = CallCommand(kind=CallCommand.SEND_DTMF, digits="9*", method="rfc2833")
+    await watcher.bus.publish(inbox, send, cause=answered.envelope)
+    got = await _sim_event(sim_log, "presses-keys", "dtmf_received", answered.envelope.occurred_at_us)
+    assert got["digit"] == "9"
+    await _hang_up(watcher.bus, answered.envelope)
+    await watcher.wait_for(_lifecycle(contact_id, Kind.ENDED), 20, "ENDED")
+
+
+async def _transfer(bus: Bus, answered: Envelope, target: str, mode: str, summary: str = "") -> None:
+    command = CallCommand(kind=CallCommand.TRANSFER, target=target, mode=mode, summary=summary)
+    await bus.publish(topics.node_inbox(answered.media_node), command, cause=answered)
+
+
+async def test_blind_transfer_hands_the_customer_to_the_agent(
+    watcher: Watcher, simulator: tuple[int, Path]
+) -> None:
+    """REFER: the customer's phone calls the agent; once the agent answered, the bot's leg ends."""
+    port, sim_log = simulator
+    contact_id = await _dial(watcher.bus, WANTS_AGENT)
+    answered = await watcher.wait_for(_lifecycle(contact_id, Kind.ANSWERED), 60, "ANSWERED")
+    since = answered.envelope.occurred_at_us
+    await _transfer(watcher.bus, answered.envelope, f"sip:agent@127.0.0.1:{port}", "blind")
+    done = await watcher.wait_for(_lifecycle(contact_id, Kind.TRANSFERRED), 30, "TRANSFERRED")
+    assert (done.payload.transfer_mode, done.payload.transfer_target) == (
+        "blind",
+        f"sip:agent@127.0.0.1:{port}",
+    )
+    ended = await watcher.wait_for(_lifecycle(contact_id, Kind.ENDED), 20, "ENDED")
+    assert ended.payload.sip_reason == "transferred" and ended.payload.hangup_by == "bot"
+    asked = await _sim_event(sim_log, "wants-agent", "transfer_requested", since)
+    assert asked["to_user"] == "agent"
+    await _sim_event(sim_log, "agent", "answered", since)
+
+
+async def test_warm_transfer_briefs_the_agent_and_bridges(
+    watcher: Watcher, simulator: tuple[int, Path]
+) -> None:
+    """The bot calls the agent with a summary, then the customer hears the agent; the agent's hang-up
+    ends the call. Both legs and the agent are in the call's recording."""
+    port, sim_log = simulator
+    contact_id = await _dial(watcher.bus, WANTS_AGENT)
+    answered = await watcher.wait_for(_lifecycle(contact_id, Kind.ANSWERED), 60, "ANSWERED")
+    since = answered.envelope.occurred_at_us
+    summary = "Customer Test. Said: I want to talk to a person about my card."
+    await _transfer(watcher.bus, answered.envelope, f"sip:agent@127.0.0.1:{port}", "warm", summary)
+    ringing = await _sim_event(sim_log, "agent", "ringing", since, timeout=20)
+    assert ringing["summary"] == summary
+    bridged = await watcher.wait_for(_lifecycle(contact_id, Kind.BRIDGED), 30, "BRIDGED")
+    assert bridged.payload.transfer_mode == "warm"
+    # the agent's greeting reaches the customer through the bridge
+    spoke = await _sim_event(sim_log, "agent", "line_started", since, timeout=20)
+    heard = await _sim_event(
+        sim_log, "wants-agent", "bot_audio_started", spoke["at_us"] - 100_000, timeout=20
+    )
+    assert heard["at_us"] - spoke["at_us"] < 1_000_000
+    ended = await watcher.wait_for(_lifecycle(contact_id, Kind.ENDED), 40, "ENDED")
+    assert ended.payload.hangup_by == "agent"
+    ready = await watcher.wait_for(_lifecycle(contact_id, Kind.RECORDING_READY), 10, "RECORDING_READY")
+    _assert_recording(ready.payload.recording_uri, min_s=2.0)
+
+
+async def test_unanswered_transfer_keeps_the_customer_with_the_bot(
+    watcher: Watcher, simulator: tuple[int, Path]
+) -> None:
+    port, _ = simulator
+    contact_id = await _dial(watcher.bus, WANTS_AGENT)
+    answered = await watcher.wait_for(_lifecycle(contact_id, Kind.ANSWERED), 60, "ANSWERED")
+    await _transfer(watcher.bus, answered.envelope, f"sip:agent-away@127.0.0.1:{port}", "warm")
+    failed = await watcher.wait_for(_lifecycle(contact_id, Kind.TRANSFER_FAILED), 30, "TRANSFER_FAILED")
+    assert failed.payload.sip_code == 480
+    await asyncio.sleep(1.0)
+    kinds = [e.payload.kind for e in watcher.events if e.envelope.contact_id == contact_id]
+    assert Kind.ENDED not in kinds  # the customer is still on the line, with the bot
+    await _say(watcher.bus, answered.envelope, "sorry", "I am sorry, nobody is available right now.")
+    await watcher.wait_for(_lifecycle(contact_id, Kind.PLAYBACK_FINISHED, "sorry"), 20, "bot still speaks")
+    await _hang_up(watcher.bus, answered.envelope)
+    await watcher.wait_for(_lifecycle(contact_id, Kind.ENDED), 20, "ENDED")
+
+
+def _assert_recording(uri: str, min_s: float) -> None:
+    """A complete WAV (header written) with speech from both sides in it."""
+    import wave
+    from urllib.parse import urlparse
+
+    import numpy as np
+
+    path = Path(urlparse(uri).path)
+    assert path.is_file(), uri
+    with wave.open(str(path), "rb") as w:
+        rate, frames = w.getframerate(), w.readframes(w.getnframes())
+    samples = np.frombuffer(frames, dtype="<i2")
+    assert len(samples) / rate >= min_s
+    assert np.abs(samples).max() > 1000  # not silence
+
+
+async def test_answering_machine_is_detected_and_its_beep_heard(watcher: Watcher) -> None:
+    contact_id = await _dial(watcher.bus, MACHINE)
+    answered = await watcher.wait_for(_lifecycle(contact_id, Kind.ANSWERED), 60, "ANSWERED")
+    verdict = await watcher.wait_for(_lifecycle(contact_id, Kind.AMD_VERDICT), 15, "AMD_VERDICT")
+    assert verdict.payload.amd == CallLifecycle.MACHINE, verdict.payload
+    assert verdict.payload.amd_reason in ("long greeting", "many phrases")
+    beep = await watcher.wait_for(_lifecycle(contact_id, Kind.BEEP), 20, "BEEP")
+    assert "Hz tone" in beep.payload.amd_reason
+    assert beep.envelope.occurred_at_us > verdict.envelope.occurred_at_us
+    await _hang_up(watcher.bus, answered.envelope)
+    await watcher.wait_for(_lifecycle(contact_id, Kind.ENDED), 20, "ENDED")
+
+
+async def test_a_person_saying_hello_is_human_within_two_seconds_of_their_hello(watcher: Watcher) -> None:
+    contact_id = await _dial(watcher.bus, SAYS_HELLO)
+    answered = await watcher.wait_for(_lifecycle(contact_id, Kind.ANSWERED), 60, "ANSWERED")
+    verdict = await watcher.wait_for(_lifecycle(contact_id, Kind.AMD_VERDICT), 15, "AMD_VERDICT")
+    assert verdict.payload.amd == CallLifecycle.HUMAN, verdict.payload
+    assert (verdict.envelope.occurred_at_us - answered.envelope.occurred_at_us) / 1e6 < 3.0
+    await _hang_up(watcher.bus, answered.envelope)
+    await watcher.wait_for(_lifecycle(contact_id, Kind.ENDED), 20, "ENDED")
