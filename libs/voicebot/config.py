@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -63,3 +64,18 @@ def load(cls: type[S]) -> S:
             name = (prefix + "_".join(str(p) for p in err["loc"])).upper()
             print(f"invalid setting {name}: {err['msg']}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def check_pinned_clock(value: str) -> str:
+    """A setting that pins a service's clock (tests, the demo): empty, or an ISO 8601 time."""
+    if value.strip():
+        datetime.fromisoformat(value.strip())
+    return value.strip()
+
+
+def pinned_now(value: str) -> datetime:
+    """The pinned time in UTC (a time without zone is UTC), or the real clock when `value` is empty."""
+    if not value:
+        return datetime.now(UTC)
+    pinned = datetime.fromisoformat(value)
+    return pinned.replace(tzinfo=UTC) if pinned.tzinfo is None else pinned.astimezone(UTC)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from pydantic import Field, field_validator
 
 from services.compliance import rules
 from services.compliance.registry import DncRegistry
-from voicebot import topics
+from voicebot import config, topics
 from voicebot.bus import Event, new_id
 from voicebot.campaigns import CampaignBook
 from voicebot.config import Settings as BaseSettings
@@ -39,15 +39,10 @@ class Settings(BaseSettings):
     @field_validator("compliance_now")
     @classmethod
     def _iso(cls, value: str) -> str:
-        if value.strip():
-            datetime.fromisoformat(value.strip())
-        return value.strip()
+        return config.check_pinned_clock(value)
 
     def now_utc(self) -> datetime:
-        if not self.compliance_now:
-            return datetime.now(UTC)
-        pinned = datetime.fromisoformat(self.compliance_now)
-        return pinned.replace(tzinfo=UTC) if pinned.tzinfo is None else pinned.astimezone(UTC)
+        return config.pinned_now(self.compliance_now)
 
 
 def _us(at: datetime | None) -> int:

@@ -27,7 +27,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import Engine
 
 from services.ivr import history, routing
-from voicebot import topics
+from voicebot import config, topics
 from voicebot.bus import Event, new_id, now_us
 from voicebot.campaigns import CampaignBook
 from voicebot.config import REPO_ROOT
@@ -73,15 +73,10 @@ class Settings(BaseSettings):
     @field_validator("ivr_now")
     @classmethod
     def _iso(cls, value: str) -> str:
-        if value.strip():
-            datetime.fromisoformat(value.strip())
-        return value.strip()
+        return config.check_pinned_clock(value)
 
     def now_utc(self) -> datetime:
-        if not self.ivr_now:
-            return datetime.now(UTC)
-        pinned = datetime.fromisoformat(self.ivr_now)
-        return pinned.replace(tzinfo=UTC) if pinned.tzinfo is None else pinned.astimezone(UTC)
+        return config.pinned_now(self.ivr_now)
 
 
 @dataclass
