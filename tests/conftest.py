@@ -14,15 +14,28 @@ from voicebot.config import Settings
 from voicebot.topics import LOCAL_PARTITIONS, all_topics
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """tansu in memory on a free port, topics created; stopped at the end of the session."""
+def _tansu() -> Iterator[str]:
+    """tansu in memory on a free port, topics created; stopped when the fixture ends."""
     port = free_port()
     proc = start_tansu(port)
     bootstrap = f"127.0.0.1:{port}"
     asyncio.run(create_topics(bootstrap, all_topics(LOCAL_PARTITIONS)))
     yield bootstrap
     stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """One broker for the session's tests."""
+    yield from _tansu()
+
+
+@pytest.fixture(scope="module")
+def own_kafka_bootstrap() -> Iterator[str]:
+    """A broker for one module only: for modules whose consumer groups and timing must not depend on
+    what earlier modules left in the session broker (after a long run, tansu was seen to stall a
+    consumer group's join for minutes)."""
+    yield from _tansu()
 
 
 @pytest.fixture(scope="session")

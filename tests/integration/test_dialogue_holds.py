@@ -49,6 +49,12 @@ def cause(call: str) -> Envelope:
 
 
 @pytest.fixture(scope="module")
+def kafka_bootstrap(own_kafka_bootstrap: str) -> str:
+    """This module's own broker (tests/conftest.py: own_kafka_bootstrap)."""
+    return own_kafka_bootstrap
+
+
+@pytest.fixture(scope="module")
 async def watcher(kafka_bootstrap: str) -> AsyncIterator[Watcher]:
     settings = BaseSettings(kafka_bootstrap=kafka_bootstrap, handler_retries=2)
     w = Watcher(settings)

@@ -139,6 +139,12 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
+def kafka_bootstrap(own_kafka_bootstrap: str) -> str:
+    """This module's own broker (tests/conftest.py: own_kafka_bootstrap)."""
+    return own_kafka_bootstrap
+
+
+@pytest.fixture(scope="module")
 def node(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     folder = tmp_path_factory.mktemp("sipload")
     env = {
