@@ -424,7 +424,8 @@ class MediaWorker:
         agents = sum(1 for leg in live if leg.transfer and leg.transfer.agent is not None)
         return PJSUA_MAX_CALLS - len(live) - agents
 
-    def _lifecycle(self, leg: CallLeg, kind: int, **fields: Any) -> None:
+    def _lifecycle(self, leg: CallLeg, kind: int, cause: Envelope | None = None, **fields: Any) -> None:
+        """One call event, caused by the call itself or by a reply's envelope (`cause`: its timeline)."""
         payload = CallLifecycle(
             kind=kind,
             direction=leg.direction,
@@ -432,7 +433,7 @@ class MediaWorker:
             attempt=leg.attempt,
             **fields,  # type: ignore[arg-type]
         )
-        self.publish(topics.LIFECYCLE, payload, leg.env)
+        self.publish(topics.LIFECYCLE, payload, cause or leg.env)
 
     def _report_call(self, leg: CallLeg) -> None:
         self._tell(
@@ -831,27 +832,18 @@ class MediaWorker:
                 first = leg.turn_first_chunk_us.get(ev.turn_id)
                 if first:
                     FIRST_AUDIO_DELAY.observe(max(at_us - first, 0) / 1e6)
-                self.publish(topics.LIFECYCLE, self._playback(leg, Kind.PLAYBACK_STARTED, ev.turn_id), cause)
+                self._lifecycle(leg, Kind.PLAYBACK_STARTED, cause, turn_id=ev.turn_id)
             elif ev.kind == "finished":
                 leg.playing.discard(ev.turn_id)
                 leg.turn_started_us.pop(ev.turn_id, None)
                 self._played(leg, ev.turn_id)
                 cause = leg.turn_envs.pop(ev.turn_id, leg.env)
                 leg.turn_first_chunk_us.pop(ev.turn_id, None)
-                self.publish(topics.LIFECYCLE, self._playback(leg, Kind.PLAYBACK_FINISHED, ev.turn_id), cause)
+                self._lifecycle(leg, Kind.PLAYBACK_FINISHED, cause, turn_id=ev.turn_id)
                 if ev.end_call or (leg.hangup_after_playback and leg.playback.idle):
                     self._hangup_soon(leg)
                 elif leg.transfer is not None and not leg.transfer.started and leg.playback.idle:
                     self._start_transfer(leg)
-
-    def _playback(self, leg: CallLeg, kind: int, turn_id: str) -> CallLifecycle:
-        return CallLifecycle(
-            kind=kind,
-            direction=leg.direction,
-            contact=leg.contact,  # type: ignore[arg-type]
-            attempt=leg.attempt,
-            turn_id=turn_id,
-        )
 
     def _hangup_soon(self, leg: CallLeg) -> None:
         leg.hangup_by = leg.hangup_by or "bot"
@@ -929,13 +921,16 @@ class MediaWorker:
             turn_env = leg.turn_envs.pop(turn_id, cause)
             started = leg.turn_started_us.pop(turn_id, now)
             if barged_at_us:
-                barge = self._playback(leg, Kind.BARGE_IN, turn_id)
-                barge.played_ms = max(0, (barged_at_us - started) // 1000)
-                barge.speech_start_us = barged_at_us
-                self.publish(topics.LIFECYCLE, barge, turn_env)
-            payload = self._playback(leg, Kind.PLAYBACK_FINISHED, turn_id)
-            payload.interrupted = True
-            self.publish(topics.LIFECYCLE, payload, turn_env)
+                played_ms = max(0, (barged_at_us - started) // 1000)
+                self._lifecycle(
+                    leg,
+                    Kind.BARGE_IN,
+                    turn_env,
+                    turn_id=turn_id,
+                    played_ms=played_ms,
+                    speech_start_us=barged_at_us,
+                )
+            self._lifecycle(leg, Kind.PLAYBACK_FINISHED, turn_env, turn_id=turn_id, interrupted=True)
         if leg.hangup_after_playback:  # the audio the HANGUP waited for will never finish now
             self._hangup_soon(leg)
 
