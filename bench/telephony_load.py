@@ -50,6 +50,7 @@ from voicebot.sip import FrameTiming
 SCENARIO = REPO_ROOT / "tests" / "sipp" / "call_with_audio.xml"
 PLAY_S = 7.1  # one play of the recording (the scenario's pause)
 TICK = os.sysconf("SC_CLK_TCK")
+MEMORY_EVERY = 5  # samples (seconds) between two reads of every process's memory
 DECODER = json.JSONDecoder()
 Kind = CallLifecycle.Kind
 
@@ -272,8 +273,9 @@ async def run(args: argparse.Namespace) -> int:
         watcher = Bus("bench-telephony", Settings(kafka_bootstrap=bootstrap))
         group = f"bench-{uuid.uuid4().hex}"
 
-        @watcher.on(topics.LIFECYCLE, CallLifecycle, group=group + "-l")
-        @watcher.on(topics.UTTERANCES, AudioUtterance, group=group + "-u")
+        # off the call path: the watcher only counts, and its polling would take CPU from the node
+        @watcher.on(topics.LIFECYCLE, CallLifecycle, group=group + "-l", realtime=False)
+        @watcher.on(topics.UTTERANCES, AudioUtterance, group=group + "-u", realtime=False)
         async def _seen(event: Event) -> None:
             watch.on(event)
 
@@ -303,6 +305,7 @@ async def run(args: argparse.Namespace) -> int:
         last_ticks: dict[int, int] = {}
         last_t = time.monotonic()
         last_machine = machine_ticks()
+        mem: dict[int, tuple[int, int]] = {}
         while sipp.poll() is None:
             await asyncio.sleep(1.0)
             now = time.monotonic()
@@ -312,7 +315,8 @@ async def run(args: argparse.Namespace) -> int:
             last_ticks = ticks
             dt = now - last_t
             last_t = now
-            mem = {p: memory_kib(p) for p in pids}
+            if len(samples) % MEMORY_EVERY == 0:  # smaps of dozens of processes costs the kernel CPU
+                mem = {p: memory_kib(p) for p in pids}
             workers = [p for p in pids if "services.telephony.worker" in cmdline(p)]
             node_ticks = sum(used[p] for p in pids)
             busy, total = machine_ticks()
@@ -331,10 +335,10 @@ async def run(args: argparse.Namespace) -> int:
                     sipp_cpu=100 * used.get(sipp.pid, 0) / TICK / dt,
                     broker_cpu=100 * used.get(tansu.pid, 0) / TICK / dt,
                     machine_busy=machine,
-                    rss_kib=sum(m[0] for m in mem.values()),
-                    pss_kib=sum(m[1] for m in mem.values()),
+                    rss_kib=sum(mem[p][0] for p in pids if p in mem),
+                    pss_kib=sum(mem[p][1] for p in pids if p in mem),
                     workers=len(workers),
-                    worker_pss_kib=[mem[p][1] for p in workers],
+                    worker_pss_kib=[mem[p][1] for p in workers if p in mem],
                 )
             )
             if "full" not in marks and watch.live >= calls:

@@ -201,7 +201,7 @@ class Conversation:
             if self.ticker:
                 self.ticker.cancel()
             if self.port:
-                self.port.closed = True
+                self.port.close()
             if self.bot_talking:
                 self.log("bot_audio_ended", at_us=self.last_voice_us)
             by = "customer" if self.hung_up_by_me else ("bot" if self.answered_us else "")
@@ -217,8 +217,15 @@ class Conversation:
     def on_media(self) -> None:
         if self.port is not None or self.ended:
             return
-        self.port = sip.FramePort(self.sim.loop, f"cust-{self.seq}", self._on_frame, self._on_sent)
+        self.port = sip.FramePort(self.sim.loop, f"cust-{self.seq}", self._on_sent)
         self.port.connect(self.call)
+        self.port.send(True)  # a phone always sends (silence too)
+
+    def hear(self) -> None:
+        """What the bot sent since the last tick (frames keep their arrival times)."""
+        if self.port is not None:
+            for pcm, at_us in self.port.take():
+                self._on_frame(pcm, at_us)
 
     def _on_frame(self, pcm: bytes, at_us: int) -> None:
         if self.ended or audio.rms_dbfs(pcm) < VOICE_DBFS:
@@ -385,6 +392,10 @@ class Simulator:
         self.talks[talk.seq] = talk
         talk.start()
 
+    def _hear(self) -> None:
+        for talk in list(self.talks.values()):
+            talk.hear()
+
     def forget(self, talk: Conversation) -> None:
         self.talks.pop(talk.seq, None)
         self.retired.append((talk.call, talk.port))  # freed at exit, never inside a callback
@@ -397,7 +408,7 @@ class Simulator:
         endpoint = sip.create_endpoint(self.port, host=self.host, max_calls=4)
         self.account = CustomerAccount(self)
         self.account.create(sip.account_config(self.host, endpoint.port, user="customer"))
-        pump = asyncio.create_task(sip.pump_events(endpoint.ep))
+        pump = asyncio.create_task(sip.pump_events(endpoint.ep, on_tick=self._hear))
         self.log.write("simulator_ready", port=endpoint.port, personas=len(self.personas))
         try:
             await stop.wait()
@@ -417,7 +428,7 @@ class Simulator:
             if talk.ticker:
                 talk.ticker.cancel()
             if talk.port:
-                talk.port.closed = True
+                talk.port.close()
             talk.call.talk = None
         self.talks.clear()
         self.retired.clear()

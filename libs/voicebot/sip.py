@@ -80,9 +80,11 @@ class OutFrame:
 class FrameTiming:
     """How late the media clock runs, as the frame callbacks see it, for this process (all ports).
 
-    `late`: each gap between two callbacks of one port beyond one frame (20 ms), per direction: a clock
-    thread held up (CPU, the GIL) delays every call's audio. `lag`: a received frame's wait on the event
-    loop before the call's VAD gets it. Plain counters written by one thread each (GIL-atomic), cheap
+    `late`, per direction: how far behind its schedule (one frame every frame time) each frame came
+    — a frame that came early pays off an earlier delay, so a port whose frames the bridge gathers
+    from 20 ms ticks (32 ms frames: 40, 20, 40 … ms apart) runs at most a tick behind by itself. A
+    clock thread held up (CPU, the GIL) delays every call's audio. `lag`: a received frame's wait
+    before the call's VAD got it. Plain counters written by one thread each (GIL-atomic), cheap
     enough for every frame; the worker reports `snapshot()` to its supervisor, which sums the node.
     """
 
@@ -110,63 +112,92 @@ class FrameTiming:
 
 
 FRAME_TIMING = FrameTiming()
-_FRAME_NS = FRAME_MS * 1_000_000
+
+
+@dataclass(slots=True)
+class _Schedule:
+    """One direction of one port: when its last frame came and how far behind schedule it ran."""
+
+    frame_ns: int
+    last_ns: int = 0
+    behind_ns: int = 0
+
+    def tick(self, at_ns: int) -> float:
+        """ms behind schedule of the frame at `at_ns` (the first frame after a restart is on time)."""
+        if self.last_ns:
+            self.behind_ns = max(0, self.behind_ns + at_ns - self.last_ns - self.frame_ns)
+        self.last_ns = at_ns
+        return self.behind_ns / 1e6
+
+    def restart(self) -> None:
+        self.last_ns = self.behind_ns = 0
 
 
 class FramePort(pj.AudioMediaPort):
-    """A 16 kHz mono port: received frames go to `on_frame(pcm, at_us)` on the loop; `queue` is played.
+    """A 16 kHz mono port of `frame_ms` frames between the conference bridge and Python.
 
-    Both callbacks run on the media clock thread, so they only copy bytes and schedule loop work.
+    Both callbacks run on the media clock thread and only move bytes: a received frame is appended to
+    `received` (the loop takes them with `take`, no wake-up per frame), a frame to send is popped from
+    `queue`. The port sends only while `send(True)`: a silent bot costs the clock thread nothing.
+
+    A port can serve one call after another (`reopen`): destroying one while the process runs frees
+    its memory under the bridge, which may still touch it (heap corruption seen at 100 calls).
     """
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         name: str,
-        on_frame: Callable[[bytes, int], None],
         on_sent: Callable[[Any, int], None],
+        frame_ms: int = FRAME_MS,
     ) -> None:
         super().__init__()
         self.loop = loop
-        self.on_frame = on_frame
         self.on_sent = on_sent
+        self.frame_ms = frame_ms
         self.queue: deque[OutFrame] = deque()
+        self.received: deque[tuple[bytes, int, int]] = deque()  # (pcm, wall µs, monotonic ns)
         self.closed = False
-        self._rx_ns = 0  # last callback of each direction, for FRAME_TIMING
-        self._tx_ns = 0
         self.paused = False  # barge-in: hold the queue (nothing is sent) until resumed or cleared
+        self.sending = False
+        self.sinks: list[pj.AudioMedia] = []  # where our frames go while sending (the call, a recorder)
+        self._rx = _Schedule(frame_ms * 1_000_000)
+        self._tx = _Schedule(frame_ms * 1_000_000)
         fmt = pj.MediaFormatAudio()
         fmt.type = pj.PJMEDIA_TYPE_AUDIO
         fmt.clockRate = SAMPLE_RATE
         fmt.channelCount = 1
         fmt.bitsPerSample = 16
-        fmt.frameTimeUsec = FRAME_MS * 1000
+        fmt.frameTimeUsec = frame_ms * 1000
         self.createPort(name, fmt)
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
         try:
+            if self.closed:  # a port between two calls still gets the bridge's silent frames
+                return
             at_ns = time.monotonic_ns()
-            if self._rx_ns:
-                FRAME_TIMING.observe("rx", (at_ns - self._rx_ns - _FRAME_NS) / 1e6)
-            self._rx_ns = at_ns
-            if self.closed or frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
+            FRAME_TIMING.observe("rx", self._rx.tick(at_ns))
+            if frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
                 return
             data = frame_bytes(frame.buf)
             if data:
-                self.loop.call_soon_threadsafe(self._deliver, data, now_us(), at_ns)
+                self.received.append((data, now_us(), at_ns))
         except Exception:  # an exception here would be printed and swallowed by SWIG
             CALLBACK_ERRORS.labels("frame_received").inc()
 
-    def _deliver(self, data: bytes, at_us: int, at_ns: int) -> None:
-        FRAME_TIMING.observe("lag", (time.monotonic_ns() - at_ns) / 1e6)
-        self.on_frame(data, at_us)
+    def take(self) -> list[tuple[bytes, int]]:
+        """The frames received since the last call, oldest first, as (pcm, wall time µs at arrival)."""
+        out = []
+        now_ns = time.monotonic_ns()
+        while self.received:
+            pcm, at_us, at_ns = self.received.popleft()
+            FRAME_TIMING.observe("lag", (now_ns - at_ns) / 1e6)
+            out.append((pcm, at_us))
+        return out
 
     def onFrameRequested(self, frame: pj.MediaFrame) -> None:
         try:
-            at_ns = time.monotonic_ns()
-            if self._tx_ns:
-                FRAME_TIMING.observe("tx", (at_ns - self._tx_ns - _FRAME_NS) / 1e6)
-            self._tx_ns = at_ns
+            FRAME_TIMING.observe("tx", self._tx.tick(time.monotonic_ns()))
             item = self.queue.popleft() if self.queue and not self.closed and not self.paused else None
             if item is None:
                 frame.type = pj.PJMEDIA_FRAME_TYPE_NONE
@@ -178,14 +209,49 @@ class FramePort(pj.AudioMediaPort):
         except Exception:
             CALLBACK_ERRORS.labels("frame_requested").inc()
 
+    def send(self, on: bool) -> None:
+        """Start or stop sending to every sink (loop thread); the bridge asks for frames only meanwhile."""
+        if on == self.sending:
+            return
+        self.sending = on
+        self._tx.restart()
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):  # a sink whose call just ended
+                if on:
+                    self.startTransmit(sink)
+                else:
+                    self.stopTransmit(sink)
+
+    def close(self) -> None:
+        """Nothing more is taken or sent, and the sinks are let go (a recorder completes its file only
+        once nothing holds it)."""
+        self.send(False)
+        self.closed = True
+        self.sinks.clear()
+
+    def reopen(self, on_sent: Callable[[Any, int], None]) -> None:
+        """Serve a new call: nothing queued, nothing received, not sending (loop thread)."""
+        self.close()
+        self.queue = deque()
+        self.received.clear()
+        self.on_sent = on_sent
+        self.paused = False
+        self._rx.restart()
+        self.closed = False
+
+    def add_sink(self, media: pj.AudioMedia) -> None:
+        self.sinks.append(media)
+        if self.sending:
+            self.startTransmit(media)
+
     def connect(self, call: pj.Call) -> pj.AudioMedia:
-        """Send our queue to the call and hear the call (both directions); returns the call's audio."""
+        """Hear the call, and make it a sink of ours; returns the call's audio."""
         ci = call.getInfo()
         for i, media in enumerate(ci.media):
             if media.type == pj.PJMEDIA_TYPE_AUDIO and media.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
                 aud = call.getAudioMedia(i)
                 aud.startTransmit(self)
-                self.startTransmit(aud)
+                self.add_sink(aud)
                 return aud
         raise RuntimeError("call has no active audio media")
 
@@ -219,9 +285,13 @@ class SipEndpoint:
 
 
 def create_endpoint(
-    port: int, host: str = "127.0.0.1", max_calls: int = 4, log_level: int = 1
+    port: int, host: str = "127.0.0.1", max_calls: int = 4, log_level: int = 1, quality: int = 4
 ) -> SipEndpoint:
-    """Endpoint polled from the caller's thread, null sound device, 16 kHz bridge; `port=0` picks one."""
+    """Endpoint polled from the caller's thread, null sound device, 16 kHz bridge; `port=0` picks one.
+
+    `quality` (pjsua's media quality, 1–10) picks the bridge's resampler: 3–4 a small filter, 5 and up
+    a large one that costs the clock thread about twice as much per narrowband (8 kHz) call.
+    """
     ep = pj.Endpoint()
     ep.libCreate()
     cfg = pj.EpConfig()
@@ -236,6 +306,7 @@ def create_endpoint(
     cfg.medConfig.channelCount = 1
     cfg.medConfig.noVad = True
     cfg.medConfig.ecTailLen = 0
+    cfg.medConfig.quality = quality
     ep.libInit(cfg)
     tcfg = pj.TransportConfig()
     tcfg.port = port
@@ -269,14 +340,23 @@ def account_config(host: str, port: int, user: str = "bot") -> pj.AccountConfig:
     return acfg
 
 
-async def pump_events(ep: pj.Endpoint, interval_s: float = 0.01) -> None:
-    """Run pjsua's SIP work (timers, transactions, callbacks) on the loop's thread, forever."""
+def handle_events(ep: pj.Endpoint) -> None:
+    """pjsua's pending SIP work (timers, transactions, callbacks), on the caller's thread."""
+    try:
+        ep.libHandleEvents(0)
+    except Exception as exc:
+        CALLBACK_ERRORS.labels("handle_events").inc()
+        log.warning("libHandleEvents failed", error=str(exc))
+
+
+async def pump_events(
+    ep: pj.Endpoint, interval_s: float = 0.01, on_tick: Callable[[], None] | None = None
+) -> None:
+    """Run pjsua's SIP work on the loop's thread, then `on_tick` (take received frames), forever."""
     while True:
-        try:
-            ep.libHandleEvents(0)
-        except Exception as exc:
-            CALLBACK_ERRORS.labels("handle_events").inc()
-            log.warning("libHandleEvents failed", error=str(exc))
+        handle_events(ep)
+        if on_tick is not None:
+            on_tick()
         await asyncio.sleep(interval_s)
 
 

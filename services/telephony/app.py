@@ -73,6 +73,12 @@ class Settings(config.Settings):
     telephony_retention_sweep_s: float = Field(
         3600.0, ge=1.0, le=86400.0, description="how often recordings past their retention are deleted"
     )
+    telephony_node_vad: bool = Field(
+        True, description="the supervisor runs Silero for all workers' calls in one batch (else each worker)"
+    )
+    telephony_media_quality: int = Field(
+        4, ge=1, le=10, description="pjsua media quality: 3-4 small resampling filter, 5-10 large (costlier)"
+    )
     telephony_drain_s: float = Field(
         5.0, ge=0.5, le=60.0, description="on stop: time for live calls' hangups to be confirmed"
     )

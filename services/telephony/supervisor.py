@@ -32,6 +32,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from services.telephony import ipc
+from services.telephony.node_vad import NodeVad
 from voicebot import topics
 from voicebot.broker import create_topics
 from voicebot.bus import Bus, Event, encode, new_id
@@ -157,6 +158,7 @@ class WorkerPool:
         self._waiting: set[asyncio.Task[Any]] = set()  # dial handlers waiting for a free slot
         self._frames_done = FrameTotals()  # frame timing of worker processes that have exited
         self._collector = _FrameCollector(self)
+        self.vad = NodeVad() if settings.telephony_node_vad else None
         self._inboxes: dict[str, int] = {}  # inbox topic → worker index
         if settings.telephony_inbox_via_supervisor:
             for index in range(self.max_workers):
@@ -171,6 +173,8 @@ class WorkerPool:
             REGISTRY.register(self._collector)
         if self._inboxes:  # before the bus starts: its consumer finds every topic it reads
             await create_topics(self.settings.kafka_bootstrap, dict.fromkeys(self._inboxes, 1))
+        if self.vad is not None:
+            await self.vad.start()
         if self.settings.telephony_kamailio:
             self.front = Front(self.settings.telephony_sip_host, self.settings.telephony_kamailio_port)
             await self.front.start()
@@ -213,6 +217,8 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._stop_front()
+        if self.vad is not None:
+            self.vad.stop()
         with contextlib.suppress(KeyError):
             REGISTRY.unregister(self._collector)
 
@@ -381,21 +387,29 @@ class WorkerPool:
     async def _run_once(self, worker: Worker) -> None:
         # a native crash (pjsua runs in-process) leaves the Python stack of every thread in the log
         env = {**os.environ, "VOICEBOT_HTTP_PORT": "0", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "services.telephony.worker",
-            "--index",
-            str(worker.index),
-            "--sip-port",
-            str(worker.sip_port),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=None,
-            cwd=str(REPO_ROOT),
-            env=env,
-            limit=2**20,
-        )
+        vad_sock = self.vad.open(worker.index) if self.vad is not None else None
+        vad_args = ["--vad-fd", str(vad_sock.fileno())] if vad_sock is not None else []
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "services.telephony.worker",
+                "--index",
+                str(worker.index),
+                "--sip-port",
+                str(worker.sip_port),
+                *vad_args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=None,
+                cwd=str(REPO_ROOT),
+                env=env,
+                limit=2**20,
+                pass_fds=(vad_sock.fileno(),) if vad_sock is not None else (),
+            )
+        finally:
+            if vad_sock is not None:
+                vad_sock.close()  # the worker holds its end now
         worker.proc = proc
         log.info("media worker started", index=worker.index, pid=proc.pid)
         if self._stopping:  # the node began to stop while this worker was being spawned
@@ -409,6 +423,8 @@ class WorkerPool:
         finally:
             code = await proc.wait()
             worker.ready = False
+            if self.vad is not None:
+                self.vad.close(worker.index)
             self._frames_done.add(worker.frames)
             worker.frames = {}
             for fut in worker.pending.values():

@@ -3,7 +3,8 @@
 It dials what the supervisor hands it, answers inbound calls while it has a free slot, end-points the
 customer's speech into `audio.utterances`, and plays the bot's audio from its own inbox topic as it
 arrives. SIP callbacks run on the event loop's thread (libHandleEvents is polled from asyncio); frame
-callbacks run on the media thread and only hand bytes over (voicebot.sip.FramePort).
+callbacks run on the media thread and only move bytes (voicebot.sip.FramePort). Once a tick the loop
+takes every call's received frames and runs one Silero VAD batch over all of them (`_media_tick`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import re
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from prometheus_client import Counter, Histogram
 
 from services.telephony import amd, bargein, dtmf, ipc
 from services.telephony.app import Settings
+from services.telephony.node_vad import VadClient
 from services.telephony.playback import PlaybackQueue, TurnEvent
 from voicebot import audio, observability, recordings, sip, topics, vad
 from voicebot.broker import create_topics
@@ -71,6 +75,9 @@ INBOX_CHECK = "inbox check"  # a worker's message to itself: its inbox delivers,
 DEFER_MAX_S = 20.0  # a command waiting for a reply that never plays runs after this long
 EXTENSION_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
 PJSUA_MAX_CALLS = 4  # compiled into the pjsua2 wheel (notes/pjsua2.md)
+FRAME_MS = int(vad.CHUNK_MS)  # media port frames of one VAD chunk (32 ms): no re-chunking, fewer callbacks
+TICK_S = 0.02  # SIP events and received audio, while calls are up (barge-in waits at most this long)
+IDLE_TICK_S = 0.05  # with no call: SIP events only
 Kind = CallLifecycle.Kind
 
 
@@ -102,7 +109,7 @@ class CallLeg:
     call: SipCall | None = None
     port: sip.FramePort | None = None
     detector: vad.UtteranceDetector | None = None
-    playback: PlaybackQueue = field(default_factory=PlaybackQueue)
+    playback: PlaybackQueue = field(default_factory=lambda: PlaybackQueue(frame_bytes=vad.CHUNK * 2))
     turn_envs: dict[str, Envelope] = field(default_factory=dict)
     turn_first_chunk_us: dict[str, int] = field(default_factory=dict)
     playing: set[str] = field(default_factory=set)
@@ -131,6 +138,7 @@ class CallLeg:
     played: set[str] = field(default_factory=set)  # replies that finished (or were cut) on this call
     deferred: list[Event[CallCommand]] = field(default_factory=list)  # waiting for `after_turn_id`
     bridged: bool = False  # customer and agent talk to each other: the bot only listens for the end
+    vad_stream: int = 0  # this call's stream at the node's VAD
 
 
 def barge_rule(campaign: Campaign | None) -> bargein.Rule:
@@ -199,7 +207,13 @@ class BotAccount(pj.Account):
 
 class MediaWorker:
     def __init__(
-        self, settings: Settings, svc: Service, index: int, sip_port: int, ipc_out: BinaryIO
+        self,
+        settings: Settings,
+        svc: Service,
+        index: int,
+        sip_port: int,
+        ipc_out: BinaryIO,
+        vad_sock: socket.socket | None = None,
     ) -> None:
         self.settings = settings
         self.svc = svc
@@ -211,6 +225,7 @@ class MediaWorker:
         self.book = CampaignBook(settings.campaigns_dir)
         self.legs: dict[str, CallLeg] = {}
         self.retired: list[Any] = []  # pjsua objects kept alive until it is safe to free them
+        self.free_ports: list[sip.FramePort] = []  # media ports of ended calls, for the next calls
         self.started_us = sip.now_us()
         self.endpoint: sip.SipEndpoint | None = None
         self.account: BotAccount | None = None
@@ -221,18 +236,28 @@ class MediaWorker:
         self.draining = False
         self._inbox_seen = asyncio.Event()
         self._inbox_nonce = ""
+        # the node's VAD (supervisor) decides for every call; without it this worker runs Silero itself
+        self.vad: VadClient[tuple[CallLeg, bytes, int]] | None = (
+            VadClient(vad_sock, self._decided) if vad_sock is not None else None
+        )
+        self._streams = 0
 
     # ---- process ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        await asyncio.to_thread(vad.load_model)
+        if self.vad is None:
+            await asyncio.to_thread(vad.load_model)
+        else:
+            self.vad.start()
         await create_topics(self.settings.kafka_bootstrap, {self.inbox: 1})
         host = self.settings.telephony_sip_host
-        self.endpoint = sip.create_endpoint(self.sip_port, host=host, max_calls=4)
+        self.endpoint = sip.create_endpoint(
+            self.sip_port, host=host, max_calls=PJSUA_MAX_CALLS, quality=self.settings.telephony_media_quality
+        )
         self.account = BotAccount(self)
         self.account.create(sip.account_config(host, self.endpoint.port, user=f"bot-w{self.index}"))
-        self._tasks.append(asyncio.create_task(sip.pump_events(self.endpoint.ep)))
+        self._tasks.append(asyncio.create_task(self._media_loop()))
         self._tasks.append(asyncio.create_task(self._send_outbox()))
         self._tasks.append(asyncio.create_task(self._read_supervisor()))
         self._tasks.append(asyncio.create_task(self._announce_ready()))
@@ -270,6 +295,8 @@ class MediaWorker:
                 await task
         if self.endpoint is not None:
             await self.endpoint.close(self._forget_all)
+        if self.vad is not None:
+            self.vad.stop()
 
     def _forget_all(self) -> None:
         """Drop every pjsua object (the library is destroyed next); calls cut here are reported by the
@@ -279,7 +306,7 @@ class MediaWorker:
         self._timers.clear()
         for leg in self.legs.values():
             if leg.port is not None:
-                leg.port.closed = True
+                leg.port.close()
             if leg.call is not None:
                 leg.call.leg = None
             leg.call, leg.port, leg.detector, leg.recorder, leg.audio = None, None, None, None, None
@@ -287,6 +314,7 @@ class MediaWorker:
                 leg.transfer.agent, leg.transfer.agent_audio = None, None
         self.legs.clear()
         self.retired.clear()
+        self.free_ports.clear()
         self.account = None
 
     def _cancel(self, handle: asyncio.TimerHandle) -> None:
@@ -588,12 +616,12 @@ class MediaWorker:
         if leg is None or leg.ended or leg.port is not None:
             return
         assert self.loop is not None
-        port = sip.FramePort(
-            self.loop,
-            f"leg-{leg.call_id[-12:]}",
-            on_frame=lambda pcm, at_us, leg=leg: self._on_frame(leg, pcm, at_us),
-            on_sent=lambda tag, at_us, leg=leg: self._on_sent(leg, tag, at_us),
-        )
+        on_sent = functools.partial(self._on_sent, leg)
+        if self.free_ports:
+            port = self.free_ports.pop()
+            port.reopen(on_sent)
+        else:
+            port = sip.FramePort(self.loop, f"port-{self._streams}", on_sent=on_sent, frame_ms=FRAME_MS)
         port.queue = leg.playback.frames  # type: ignore[assignment] - Frame has the same pcm/tag shape
         endpointer = vad.Endpointer(
             min_speech_ms=self.settings.telephony_min_speech_ms,
@@ -606,6 +634,8 @@ class MediaWorker:
             on_chunk=lambda pcm, speech, end_us, leg=leg: self._on_chunk(leg, pcm, speech, end_us),
         )
         leg.barge = bargein.BargeIn(barge_rule(leg.campaign))
+        self._streams += 1
+        leg.vad_stream = self._streams
         leg.port = port
         leg.audio = port.connect(call)
         if leg.campaign is not None and leg.campaign.recording.enabled:
@@ -621,7 +651,7 @@ class MediaWorker:
             recorder = pj.AudioMediaRecorder()
             recorder.createRecorder(str(path))
             customer.startTransmit(recorder)
-            bot.startTransmit(recorder)
+            bot.add_sink(recorder)
         except Exception as exc:  # the call goes on unrecorded; the missing RECORDING_READY shows it
             log.error("recording failed to start", call_id=leg.call_id, error=str(exc))
             return
@@ -650,10 +680,14 @@ class MediaWorker:
             if timer:
                 self._cancel(timer)
         if leg.detector is not None:
-            for utt in leg.detector.flush():
+            if self.vad is None:
+                self._hear([leg])  # the last frames (the node's answer would come after the end)
+            else:
+                self.vad.forget(leg.vad_stream)
+            for utt in leg.detector.flush():  # what was still being said
                 self._publish_utterance(leg, utt)
         if leg.port is not None:
-            leg.port.closed = True
+            leg.port.close()
         if leg.recorder is not None:  # freed outside this SIP callback
             self._later(0.0, self._close_recording, leg)
         if leg.transfer is not None:
@@ -686,7 +720,8 @@ class MediaWorker:
         self._later(RELEASE_AFTER_S, self._release, kept)
 
     def _release(self, objs: list[Any]) -> None:
-        """Let go of pjsua objects, except a Call whose pjsua id is in use again.
+        """Let go of pjsua objects, except a Call whose pjsua id is in use again; a media port goes back
+        to `free_ports` (see voicebot.sip.FramePort: a port is never destroyed while calls run).
 
         pjsua2's `~Call` clears the user data of its id and hangs up whatever call is active on it, and
         pjsua reuses ids (0,1,2,3,0…): freeing an ended call's object while a new call holds the same
@@ -701,6 +736,8 @@ class MediaWorker:
                 continue
             if isinstance(obj, SipCall):
                 obj.leg = None
+            if isinstance(obj, sip.FramePort):
+                self.free_ports.append(obj)
             with contextlib.suppress(ValueError):
                 self.retired.remove(obj)
         if keep:
@@ -726,11 +763,59 @@ class MediaWorker:
 
     # ---- media (loop side of FramePort) ----------------------------------------------------------
 
-    def _on_frame(self, leg: CallLeg, pcm: bytes, at_us: int) -> None:
-        if leg.ended or leg.detector is None or leg.bridged:
+    async def _media_loop(self) -> None:
+        """SIP events, then every call's audio, once a tick (no wake-up per frame)."""
+        assert self.endpoint is not None
+        ep = self.endpoint.ep
+        while True:
+            sip.handle_events(ep)
+            if self.legs:
+                try:
+                    self._media_tick()
+                except Exception:  # one bad frame or call never stops the others' audio
+                    sip.CALLBACK_ERRORS.labels("media_tick").inc()
+                    log.exception("media tick failed")
+            await asyncio.sleep(TICK_S if self.legs else IDLE_TICK_S)
+
+    def _media_tick(self) -> None:
+        """The frames every call received since the last tick, through one VAD batch; a port whose
+        reply has played stops sending."""
+        for leg in self.legs.values():
+            port = leg.port
+            if port is not None and port.sending and not port.queue and leg.playback.idle:
+                port.send(False)
+        self._hear(list(self.legs.values()))
+
+    def _hear(self, legs: list[CallLeg]) -> None:
+        """What these calls' customers said since the last look: VAD decisions, utterances."""
+        frames: list[tuple[vad.UtteranceDetector, bytes, int]] = []
+        by_detector: dict[int, CallLeg] = {}
+        for leg in legs:
+            if leg.port is None or leg.detector is None:
+                continue
+            received = leg.port.take()
+            if leg.bridged:  # customer and agent talk: the bot does not listen
+                continue
+            by_detector[id(leg.detector)] = leg
+            frames.extend((leg.detector, pcm, at_us) for pcm, at_us in received)
+        if self.vad is None:
+            for detector, utt in vad.detect(frames):
+                self._publish_utterance(by_detector[id(detector)], utt)
             return
-        for utt in leg.detector.push(pcm, at_us):
-            self._publish_utterance(leg, utt)
+        chunks = vad.chunks_of(frames)
+        if chunks:
+            self.vad.send(
+                [(by_detector[id(det)].vad_stream, pcm) for det, pcm, _ in chunks],
+                [(by_detector[id(det)], pcm, end_us) for det, pcm, end_us in chunks],
+            )
+
+    def _decided(self, items: list[tuple[CallLeg, bytes, int]], probs: list[float]) -> None:
+        """The node's VAD answered: each chunk's decision, in the order its call received them."""
+        for (leg, pcm, end_us), prob in zip(items, probs, strict=True):
+            if leg.ended or leg.detector is None or leg.bridged:
+                continue
+            for utt in leg.detector.decide(pcm, prob, end_us):
+                self._publish_utterance(leg, utt)
 
     def _on_chunk(self, leg: CallLeg, pcm: bytes, speech: bool, end_us: int) -> None:
         """Every 32 ms VAD decision: speech onsets, barge-in."""
@@ -865,7 +950,8 @@ class MediaWorker:
                 return
             leg.turn_envs[chunk.turn_id] = event.envelope
             leg.turn_first_chunk_us[chunk.turn_id] = sip.now_us()
-        leg.playback.add(chunk.turn_id, pcm, chunk.final, chunk.end_call)
+        if leg.playback.add(chunk.turn_id, pcm, chunk.final, chunk.end_call) and leg.port is not None:
+            leg.port.send(True)
 
     def _played(self, leg: CallLeg, turn_id: str) -> None:
         """A reply is over: commands that waited for it run now."""
@@ -1128,9 +1214,11 @@ class MediaWorker:
             self.command(leg, event)
 
 
-def build_worker(settings: Settings, index: int, sip_port: int, ipc_out: BinaryIO) -> Service:
+def build_worker(
+    settings: Settings, index: int, sip_port: int, ipc_out: BinaryIO, vad_sock: socket.socket | None = None
+) -> Service:
     svc = Service("telephony", settings)
-    worker = MediaWorker(settings, svc, index, sip_port, ipc_out)
+    worker = MediaWorker(settings, svc, index, sip_port, ipc_out, vad_sock)
     svc.on_start(worker.start)
     svc.on_drain(worker.drain)
     svc.on_stop(worker.stop)
@@ -1148,7 +1236,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.telephony.worker")
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--sip-port", type=int, default=0)
+    parser.add_argument("--vad-fd", type=int, default=-1, help="socket to the node VAD (-1: Silero here)")
     args = parser.parse_args(argv)
+    vad_sock = socket.socket(fileno=args.vad_fd) if args.vad_fd >= 0 else None
     # stdout is the supervisor's pipe: keep a private handle, send everything else printed to stderr
     ipc_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
@@ -1160,7 +1250,7 @@ def main(argv: list[str] | None = None) -> None:
     structlog.contextvars.bind_contextvars(worker=args.index)
     code = 1
     try:
-        asyncio.run(build_worker(settings, args.index, args.sip_port, ipc_out).run())
+        asyncio.run(build_worker(settings, args.index, args.sip_port, ipc_out, vad_sock).run())
         code = 0
     except BaseException:
         log.exception("media worker stopped with an error")

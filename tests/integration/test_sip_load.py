@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from services.telephony.worker import FRAME_MS
 from voicebot import topics
 from voicebot.bus import Bus, Event
 from voicebot.config import REPO_ROOT, Settings
@@ -315,7 +316,7 @@ async def test_calls_with_audio_are_spread_over_workers(
     # frame timing reached the node's /metrics (the workers report it every second)
     await asyncio.sleep(1.5)
     frames = _metric(ready.metrics(), "voicebot_telephony_frame_lateness_seconds_count", '{kind="rx"}')
-    assert frames - frames_before > 6 * 6 * 50  # 6 calls, > 6 s each, 50 frames/s
+    assert frames - frames_before > 6 * 6 * (1000 // FRAME_MS)  # 6 calls, > 6 s each, every frame
 
 
 async def test_early_hangup(ready: Node, watcher: Watcher, tmp_path: Path) -> None:

@@ -91,3 +91,32 @@ def test_summary_headers_stay_one_printable_line_and_are_read_back() -> None:
     assert sip.header(msg, "X-Other") == ""
     prm = sip.call_op(headers={"X-Voicebot-Call": "c-1"})
     assert [(h.hName, h.hValue) for h in prm.txOption.headers] == [("X-Voicebot-Call", "c-1")]
+
+
+def test_one_silero_run_for_many_calls_gives_each_its_own_answer() -> None:
+    """Batched VAD (one ONNX run per worker tick) keeps every stream's recurrent state apart."""
+    speech = np.frombuffer(speak("Hello, is this about my card?"), dtype="<i2").astype(np.float32) / 32768
+    rng = np.random.default_rng(7)
+    noise = rng.normal(0, 0.01, speech.size).astype(np.float32)
+    streams = [speech, noise, speech[::-1].copy()]
+    alone, batched = [vad.SileroVad() for _ in streams], [vad.SileroVad() for _ in streams]
+    n = speech.size // vad.CHUNK
+    for i in range(n):
+        rows = np.stack([s[i * vad.CHUNK : (i + 1) * vad.CHUNK] for s in streams])
+        got = vad.probabilities(batched, rows)
+        want = [v.probability(row) for v, row in zip(alone, rows, strict=True)]
+        assert np.allclose(got, want, atol=1e-4)
+
+
+def test_detect_runs_many_calls_and_keeps_each_calls_utterances() -> None:
+    speech = speak("What is the annual fee on this card?")
+    silence = b"\x00\x00" * 16000
+    talker, quiet = (vad.UtteranceDetector(vad.Endpointer()) for _ in range(2))
+    audio = {talker: silence + speech + silence, quiet: silence * 5}
+    got: list[tuple[vad.UtteranceDetector, vad.Utterance]] = []
+    for i, t in enumerate(range(0, len(audio[talker]), sip.FRAME_BYTES)):
+        frames = [(det, pcm[t : t + sip.FRAME_BYTES], (i + 1) * 20_000) for det, pcm in audio.items()]
+        got += vad.detect([f for f in frames if f[1]])
+    assert [det for det, _ in got] == [talker]
+    assert got[0][1].pcm and got[0][1].last_part
+    assert got[0][1].pcm in audio[talker]
