@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/barge_in.py
 	$(BIN)/python bench/end_of_turn.py
 	$(BIN)/python bench/amd_accuracy.py
-	$(BIN)/python bench/telephony_load.py --calls 45 --rate 3 --prewarm
+	$(BIN)/python bench/telephony_load.py --calls 100 --rate 4 --prewarm
 
 broker: $(STAMP)
 	$(BIN)/voicebot broker

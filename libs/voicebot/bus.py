@@ -326,7 +326,8 @@ class Bus:
             self._subscribe(group_id, offset_reset, wait_ms, routes)
         self._started = True
         await self.broker.start()
-        self._commit_task = asyncio.create_task(self.committer.run())
+        if any(group_id is not None for group_id, _, _ in self._routes):  # else nothing is ever committed
+            self._commit_task = asyncio.create_task(self.committer.run())
 
     async def stop(self) -> None:
         if self._commit_task is not None:

@@ -24,9 +24,12 @@ S = TypeVar("S", bound=Settings)
 class Service:
     """A named process with a bus; app modules add subscribers and start/stop hooks to it."""
 
-    def __init__(self, name: str, settings: Settings) -> None:
+    def __init__(self, name: str, settings: Settings, *, probes: bool = True) -> None:
+        """`probes=False` for a child process whose parent serves the probes (a media worker): an idle
+        HTTP server still wakes its loop ten times a second."""
         self.name = name
         self.settings = settings
+        self.probes = probes
         self.bus = Bus(name, settings)
         self.ready = False
         self.http_port = 0
@@ -59,10 +62,12 @@ class Service:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
-        http = await observability.serve_http(
-            self.settings.http_host, self.settings.http_port, lambda: self.ready
-        )
-        self.http_port = http.port
+        http = None
+        if self.probes:
+            http = await observability.serve_http(
+                self.settings.http_host, self.settings.http_port, lambda: self.ready
+            )
+            self.http_port = http.port
         bus_started = False
         try:
             for hook in self._on_start:
@@ -87,7 +92,8 @@ class Service:
             finally:
                 for hook in reversed(self._on_stop):
                     await hook()
-                await http.stop()
+                if http is not None:
+                    await http.stop()
 
     async def _drain(self) -> None:
         for hook in self._on_drain:

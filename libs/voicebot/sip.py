@@ -12,6 +12,7 @@ import bisect
 import contextlib
 import ctypes
 import gc
+import math
 import os
 import re
 import sys
@@ -30,6 +31,7 @@ log = structlog.get_logger("voicebot.sip")
 SAMPLE_RATE = 16000
 FRAME_MS = 20
 FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2  # 640: 20 ms of 16-bit mono
+BRIDGE_TICK_MS = 20  # the conference bridge's frame time (pjsua's default audioFramePtime)
 
 CALLBACK_ERRORS = Counter(
     "voicebot_sip_callback_errors_total", "exceptions raised in pjsua2 callbacks", ["where"]
@@ -80,9 +82,7 @@ class OutFrame:
 class FrameTiming:
     """How late the media clock runs, as the frame callbacks see it, for this process (all ports).
 
-    `late`, per direction: how far behind its schedule (one frame every frame time) each frame came
-    — a frame that came early pays off an earlier delay, so a port whose frames the bridge gathers
-    from 20 ms ticks (32 ms frames: 40, 20, 40 … ms apart) runs at most a tick behind by itself. A
+    `rx`/`tx`: each gap between two frames of a port beyond its longest on-time gap (`_Cadence`): a
     clock thread held up (CPU, the GIL) delays every call's audio. `lag`: a received frame's wait
     before the call's VAD got it. Plain counters written by one thread each (GIL-atomic), cheap
     enough for every frame; the worker reports `snapshot()` to its supervisor, which sums the node.
@@ -115,22 +115,28 @@ FRAME_TIMING = FrameTiming()
 
 
 @dataclass(slots=True)
-class _Schedule:
-    """One direction of one port: when its last frame came and how far behind schedule it ran."""
+class _Cadence:
+    """One direction of one port: how much later than its longest on-time gap each frame came.
 
-    frame_ns: int
+    The bridge runs on 20 ms ticks; a port of longer frames gets one on the tick its audio is complete
+    (32 ms frames: 40, 20, 40, 20, 40 … ms apart), so its on-time gaps reach the next whole tick.
+    """
+
+    max_gap_ns: int
     last_ns: int = 0
-    behind_ns: int = 0
+
+    @classmethod
+    def of(cls, frame_ms: int) -> _Cadence:
+        return cls(math.ceil(frame_ms / BRIDGE_TICK_MS) * BRIDGE_TICK_MS * 1_000_000)
 
     def tick(self, at_ns: int) -> float:
-        """ms behind schedule of the frame at `at_ns` (the first frame after a restart is on time)."""
-        if self.last_ns:
-            self.behind_ns = max(0, self.behind_ns + at_ns - self.last_ns - self.frame_ns)
+        """ms late of the frame at `at_ns` (the first frame after a restart is on time)."""
+        late = at_ns - self.last_ns - self.max_gap_ns if self.last_ns else 0
         self.last_ns = at_ns
-        return self.behind_ns / 1e6
+        return late / 1e6
 
     def restart(self) -> None:
-        self.last_ns = self.behind_ns = 0
+        self.last_ns = 0
 
 
 class FramePort(pj.AudioMediaPort):
@@ -161,8 +167,8 @@ class FramePort(pj.AudioMediaPort):
         self.paused = False  # barge-in: hold the queue (nothing is sent) until resumed or cleared
         self.sending = False
         self.sinks: list[pj.AudioMedia] = []  # where our frames go while sending (the call, a recorder)
-        self._rx = _Schedule(frame_ms * 1_000_000)
-        self._tx = _Schedule(frame_ms * 1_000_000)
+        self._rx = _Cadence.of(frame_ms)
+        self._tx = _Cadence.of(frame_ms)
         fmt = pj.MediaFormatAudio()
         fmt.type = pj.PJMEDIA_TYPE_AUDIO
         fmt.clockRate = SAMPLE_RATE

@@ -38,7 +38,7 @@ class BargeIn:
     resumed_at_us: int = 0  # end of the last backchannel (its utterance is not a turn)
     _speech_ms: float = 0.0  # speech since `onset_us` (across short pauses: "Wait, ... how much is it?")
     _run_ms: float = 0.0  # consecutive speech before a pause
-    _run_onset_us: int = 0
+    run_onset_us: int = 0  # start of the speech run that paused playback (a breath later: the new run)
     _silence_ms: float = 0.0
     _cut_speech: bool = False  # the speech that cut a reply goes on: it cannot pause the next one
 
@@ -52,17 +52,17 @@ class BargeIn:
                 self._run_ms = 0.0
                 return None
             if self._run_ms == 0.0:
-                self._run_onset_us = end_us - int(chunk_ms * 1000)
+                self.run_onset_us = end_us - int(chunk_ms * 1000)
             self._run_ms += chunk_ms
             if self._run_ms < self.rule.onset_ms:
                 return None
             self.paused = True
             self._silence_ms = 0.0
-            gap_us = self._run_onset_us - self.resumed_at_us
+            gap_us = self.run_onset_us - self.resumed_at_us
             if self.resumed_at_us and gap_us <= self.rule.merge_gap_ms * 1000:
                 self._speech_ms += self._run_ms  # the same interruption, after a breath
             else:
-                self.onset_us, self._speech_ms = self._run_onset_us, self._run_ms
+                self.onset_us, self._speech_ms = self.run_onset_us, self._run_ms
             if self._speech_ms >= self.rule.min_speech_ms:
                 return self._cut()
             return Act.PAUSE

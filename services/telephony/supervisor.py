@@ -386,7 +386,7 @@ class WorkerPool:
 
     async def _run_once(self, worker: Worker) -> None:
         # a native crash (pjsua runs in-process) leaves the Python stack of every thread in the log
-        env = {**os.environ, "VOICEBOT_HTTP_PORT": "0", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
         vad_sock = self.vad.open(worker.index) if self.vad is not None else None
         vad_args = ["--vad-fd", str(vad_sock.fileno())] if vad_sock is not None else []
         try:
@@ -623,7 +623,7 @@ class _FrameCollector(Collector):
         totals = self.pool.frame_totals()
         hist = HistogramMetricFamily(
             "voicebot_telephony_frame_lateness_seconds",
-            "media clock lateness per frame callback (rx/tx: gap beyond 20 ms; lag: wait on the loop)",
+            "media clock lateness per frame (rx/tx: gap beyond the on-time cadence; lag: wait before VAD)",
             labels=["kind"],
         )
         peak = GaugeMetricFamily(

@@ -831,7 +831,7 @@ class MediaWorker:
         act = leg.barge.push(speech, vad.CHUNK_MS, end_us, playing=bool(leg.playing))
         if act is bargein.Act.PAUSE:
             leg.port.paused = True
-            paused_after_s = max(sip.now_us() - leg.barge.onset_us, 0) / 1e6
+            paused_after_s = max(sip.now_us() - leg.barge.run_onset_us, 0) / 1e6  # this speech run's
             BARGE_IN_PAUSE.observe(paused_after_s)
             log.info(
                 "playback paused: customer speaks", call_id=leg.call_id, after_ms=round(paused_after_s * 1000)
@@ -1217,7 +1217,7 @@ class MediaWorker:
 def build_worker(
     settings: Settings, index: int, sip_port: int, ipc_out: BinaryIO, vad_sock: socket.socket | None = None
 ) -> Service:
-    svc = Service("telephony", settings)
+    svc = Service("telephony", settings, probes=False)  # the node's probes are the supervisor's
     worker = MediaWorker(settings, svc, index, sip_port, ipc_out, vad_sock)
     svc.on_start(worker.start)
     svc.on_drain(worker.drain)
@@ -1244,7 +1244,6 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     settings = load(Settings)
-    settings.http_port = 0
     observability.configure_logging("telephony", settings.log_level)
     observability.configure_tracing("telephony")
     structlog.contextvars.bind_contextvars(worker=args.index)

@@ -59,6 +59,8 @@ def test_words_with_breaths_between_them_add_up_to_an_interruption() -> None:
     acts = feed(barge, "ssssssss" + "." * 9 + "ssssssssssssss")
     assert [a for _, a in acts] == [Act.PAUSE, Act.RESUME, Act.PAUSE, Act.CUT]
     assert barge.onset_us == 1_000_000  # the interruption began with "Wait"
+    # the second pause answered the second stretch (its own onset), not "Wait" 0.5 s before it
+    assert barge.run_onset_us == 1_000_000 + 17 * 32_000
 
 
 def test_a_second_backchannel_long_after_the_first_starts_afresh() -> None:
