@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -79,6 +80,10 @@ class Service:
                     f"{self.name}: cannot reach Kafka at {self.settings.kafka_bootstrap}: {exc}"
                 ) from None
             bus_started = True
+            # what start-up built (modules, models, clients) lives as long as the process: out of the
+            # collector's way, a full collection scans only what came since (it held a media worker's
+            # GIL, and so its audio clock, for up to 0.36 s at 100 calls)
+            gc.freeze()
             self.ready = True
             log.info("service ready", http_port=self.http_port)
             await self._stopping.wait()

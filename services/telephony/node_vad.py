@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -99,6 +99,22 @@ def unpack_reply(data: bytes) -> tuple[int, list[float]]:
     return seq, list(struct.unpack_from(f"<{n}f", data, _REPLY.size))
 
 
+def _received(sock: socket.socket) -> Iterator[bytes]:
+    """Every message waiting on a non-blocking socket; at its end (the other process is gone) the loop
+    stops watching it, or it would report it readable forever."""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            return
+        yield data
+
+
 @dataclass
 class _Worker:
     sock: socket.socket
@@ -143,16 +159,7 @@ class NodeVad:
             self._run_at.cancel()
 
     def _read(self, worker: _Worker) -> None:
-        while True:
-            try:
-                data = worker.sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                data = b""
-            if not data:  # the worker closed its end: nothing more to read (close() follows its exit)
-                asyncio.get_running_loop().remove_reader(worker.sock.fileno())
-                return
+        for data in _received(worker.sock):
             try:
                 request = unpack_request(data)
             except ValueError as exc:
@@ -236,16 +243,7 @@ class VadClient(Generic[T]):
                 self._waiting.append((self._seq, list(items[at : at + MAX_CHUNKS])))
 
     def _read(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:  # the supervisor is gone (the worker stops on its closed pipe)
-                asyncio.get_running_loop().remove_reader(self.sock.fileno())
-                return
+        for data in _received(self.sock):
             try:
                 seq, probs = unpack_reply(data)
             except ValueError as exc:
