@@ -160,7 +160,6 @@ class FramePort(pj.AudioMediaPort):
         super().__init__()
         self.loop = loop
         self.on_sent = on_sent
-        self.frame_ms = frame_ms
         self.queue: deque[OutFrame] = deque()
         self.received: deque[tuple[bytes, int, int]] = deque()  # (pcm, wall µs, monotonic ns)
         self.closed = False
@@ -296,7 +295,7 @@ def create_endpoint(
     """Endpoint polled from the caller's thread, null sound device, 16 kHz bridge; `port=0` picks one.
 
     `quality` (pjsua's media quality, 1–10) picks the bridge's resampler: 3–4 a small filter, 5 and up
-    a large one that costs the clock thread about twice as much per narrowband (8 kHz) call.
+    a large one (measured: 4 G.711 calls took 4.1 % of a core on the clock thread, 2.5 % at quality 4).
     """
     ep = pj.Endpoint()
     ep.libCreate()
